@@ -1,0 +1,1 @@
+"""Readers of Kafka topics (the ingest consumer). The core in skyra_stream never imports Kafka."""

@@ -1,0 +1,324 @@
+"""Sample the 16 frames Skyra sees from any video, with bounded cost and memory.
+
+Why a two-step sampler: the contract wants frames spaced evenly over the frame timeline
+(np.linspace over frame indices, first and last included). Demuxing every packet without
+decoding gives that timeline exactly, variable frame rate included, for a fraction of the cost
+of decoding; then each sample is reached by seeking to the keyframe before it and decoding
+forward, so the decode cost depends on GOP length, not on the video's duration.
+
+Untrusted input is bounded before it costs anything: the container format must be a video
+container we expect, the coded size is checked against the pixel cap before the first frame is
+decoded (decompression bombs), the duration against its cap, and a wall-clock deadline is
+checked between packets and frames.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import IO, Any
+
+import av
+import av.error
+import numpy as np
+import numpy.typing as npt
+
+from skyra_stream.errors import ErrorCode, SkyraError
+from skyra_stream.messages import VideoInfo
+from skyra_stream.prompt import NUM_FRAMES, SHORT_SIDE, resized_size
+
+RGBFrame = npt.NDArray[np.uint8]
+
+# Demuxers we accept. Probing arbitrary bytes can otherwise pick exotic demuxers (FFmpeg's
+# `tty` turns any text file into a "video"), which widens the attack surface for nothing.
+ALLOWED_FORMATS = frozenset(
+    {
+        "mov,mp4,m4a,3gp,3g2,mj2",
+        "matroska,webm",
+        "avi",
+        "mpegts",
+        "mpeg",
+        "flv",
+        "gif",
+        "ogg",
+        "asf",
+        "mxf",
+        "ivf",
+        "nut",
+        "h264",
+        "hevc",
+        "m4v",
+        "obu",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeLimits:
+    """Bounds on what one video may cost to decode."""
+
+    max_pixels: int = 3840 * 2160
+    max_duration_s: float = 30 * 60.0
+    timeout_s: float = 60.0
+    num_frames: int = NUM_FRAMES
+    short_side: int = SHORT_SIDE
+    # Decoder threads per video; 1 keeps N concurrent decodes from oversubscribing cores.
+    threads: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class SampledVideo:
+    frames: list[RGBFrame]
+    info: VideoInfo
+
+    @property
+    def timestamps_s(self) -> list[float]:
+        return self.info.timestamps_s
+
+
+Source = str | os.PathLike[str] | IO[bytes]
+
+
+def sample_video(source: Source, limits: DecodeLimits | None = None) -> SampledVideo:
+    """Decode `limits.num_frames` frames spread uniformly over the video, upright, RGB, with
+    the short side scaled to `limits.short_side`, each with its presentation time."""
+    limits = limits or DecodeLimits()
+    deadline = time.monotonic() + limits.timeout_s
+    try:
+        container = av.open(source, mode="r", metadata_errors="ignore")
+    except (av.error.FFmpegError, ValueError) as exc:
+        raise SkyraError(ErrorCode.NOT_A_VIDEO, f"not a readable container: {exc}") from None
+    try:
+        return _Sampler(container, limits, deadline).run()
+    except SkyraError:
+        raise
+    except av.error.FFmpegError as exc:
+        raise SkyraError(ErrorCode.DECODE_FAILED, f"decode failed: {exc}") from None
+    except (ValueError, IndexError, OverflowError, ZeroDivisionError, MemoryError) as exc:
+        raise SkyraError(ErrorCode.DECODE_FAILED, f"decode failed: {exc!r}") from None
+    finally:
+        container.close()
+
+
+class _SeekFailedError(Exception):
+    """A seek landed after its target or at the end: this file cannot be sampled by seeking."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Timeline:
+    pts: list[int]  # presentation timestamps of every frame, sorted
+    keyframes: list[int]  # presentation timestamps of keyframes, sorted
+
+
+class _Sampler:
+    def __init__(self, container: Any, limits: DecodeLimits, deadline: float) -> None:
+        self.container = container
+        self.limits = limits
+        self.deadline = deadline
+        fmt = container.format.name
+        if fmt not in ALLOWED_FORMATS:
+            raise SkyraError(
+                ErrorCode.NOT_A_VIDEO, f"container format {fmt!r} is not a video format"
+            )
+        streams = [
+            s
+            for s in container.streams.video
+            if not (s.disposition & av.stream.Disposition.attached_pic)
+        ]
+        if not streams:
+            raise SkyraError(ErrorCode.NO_VIDEO_STREAM, "the file holds no video stream")
+        self.stream = streams[0]
+        cc = self.stream.codec_context
+        self._check_pixels(cc.width, cc.height)
+        cc.thread_count = limits.threads
+        self.tb: Fraction = self.stream.time_base or Fraction(1, 1_000_000)
+        claimed = self._claimed_duration()
+        if claimed is not None and claimed > limits.max_duration_s:
+            raise SkyraError(
+                ErrorCode.VIDEO_TOO_LONG,
+                f"video lasts {claimed:.0f} s, the limit is {limits.max_duration_s:.0f} s",
+            )
+
+    def run(self) -> SampledVideo:
+        timeline = self._scan()
+        if timeline is None or not timeline.pts:
+            raise SkyraError(ErrorCode.DECODE_FAILED, "no decodable video frames")
+        n = len(timeline.pts)
+        indices = sorted({int(i) for i in np.linspace(0, n - 1, self.limits.num_frames)})
+        targets = [timeline.pts[i] for i in indices]
+        picked = self._decode_targets(timeline, targets)
+        if not picked:
+            raise SkyraError(ErrorCode.DECODE_FAILED, "no frame could be decoded")
+        first = timeline.pts[0]
+        frames = [img for _, img in picked]
+        stamps = [round(float((pts - first) * self.tb), 4) for pts, _ in picked]
+        cc = self.stream.codec_context
+        disp_w, disp_h = self._upright_size(cc.width, cc.height, self._quarter_turns)
+        duration = self._claimed_duration()
+        if duration is None or duration <= 0:
+            duration = float((timeline.pts[-1] - first) * self.tb)
+        rate = self.stream.average_rate or self.stream.guessed_rate
+        info = VideoInfo(
+            duration_s=round(duration, 4),
+            width=disp_w,
+            height=disp_h,
+            fps=round(float(rate), 4) if rate else None,
+            codec=self.stream.codec_context.name,
+            frames_sampled=len(frames),
+            timestamps_s=stamps,
+        )
+        return SampledVideo(frames=frames, info=info)
+
+    # -- bounds -----------------------------------------------------------------------------
+
+    def _check_pixels(self, width: int, height: int) -> None:
+        if width * height > self.limits.max_pixels:
+            raise SkyraError(
+                ErrorCode.VIDEO_TOO_LARGE,
+                f"frame is {width}x{height}, the limit is {self.limits.max_pixels} pixels",
+            )
+
+    def _check_deadline(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise SkyraError(
+                ErrorCode.DECODE_TIMEOUT,
+                f"decoding took longer than {self.limits.timeout_s:.1f} s",
+            )
+
+    def _claimed_duration(self) -> float | None:
+        if self.stream.duration:
+            return float(self.stream.duration * self.tb)
+        if self.container.duration:
+            return float(self.container.duration) / 1_000_000
+        return None
+
+    # -- timeline ---------------------------------------------------------------------------
+
+    def _scan(self) -> _Timeline | None:
+        """Every frame's pts and the keyframes, from packets alone (nothing decoded)."""
+        max_ticks = self.limits.max_duration_s / float(self.tb)
+        pts: list[int] = []
+        keys: list[int] = []
+        for i, packet in enumerate(self.container.demux(self.stream)):
+            if i % 256 == 0:
+                self._check_deadline()
+            if packet.size == 0:
+                continue
+            stamp = packet.pts if packet.pts is not None else packet.dts
+            if stamp is None:
+                return None
+            pts.append(stamp)
+            if packet.is_keyframe:
+                keys.append(stamp)
+            if pts and stamp - pts[0] > max_ticks:
+                raise SkyraError(
+                    ErrorCode.VIDEO_TOO_LONG,
+                    f"video runs past the limit of {self.limits.max_duration_s:.0f} s",
+                )
+        pts.sort()
+        keys.sort()
+        return _Timeline(pts=pts, keyframes=keys)
+
+    # -- decoding ---------------------------------------------------------------------------
+
+    _quarter_turns = 0  # of the last decoded frame, counter-clockwise
+
+    def _frames(self) -> Iterator[Any]:
+        for i, packet in enumerate(self.container.demux(self.stream)):
+            if i % 16 == 0:
+                self._check_deadline()
+            for frame in packet.decode():
+                if frame.pts is not None:  # nothing to place on the timeline
+                    yield frame
+
+    def _seek(self, pts: int) -> Iterator[Any]:
+        self.container.seek(pts, stream=self.stream, backward=True, any_frame=False)
+        return self._frames()
+
+    def _decode_targets(
+        self, timeline: _Timeline, targets: list[int]
+    ) -> list[tuple[int, RGBFrame]]:
+        try:
+            return self._decode_seeking(timeline, targets)
+        except _SeekFailedError:
+            # Some demuxers (MPEG-TS among them) cannot seek by stream timestamps; decoding
+            # from the start is slower but always right, and the deadline still bounds it.
+            self.container.seek(0)
+            picked: list[tuple[int, RGBFrame]] = []
+            self._collect(self._frames(), list(targets), picked, timeline=None)
+            return picked
+
+    def _decode_seeking(
+        self, timeline: _Timeline, targets: list[int]
+    ) -> list[tuple[int, RGBFrame]]:
+        """Each target from the keyframe before it, seeking only when a keyframe lies between
+        the last decoded frame and the target (otherwise decoding forward is cheaper)."""
+        picked: list[tuple[int, RGBFrame]] = []
+        pending = list(targets)
+        while pending:
+            frames = self._seek(self._seek_point(timeline, pending[0]))
+            first = next(frames, None)
+            if first is None or first.pts > pending[0]:
+                raise _SeekFailedError
+            if not self._collect(itertools.chain([first], frames), pending, picked, timeline):
+                break  # end of stream: keep what we have
+        return picked
+
+    def _collect(
+        self,
+        frames: Iterator[Any],
+        pending: list[int],
+        picked: list[tuple[int, RGBFrame]],
+        timeline: _Timeline | None,
+    ) -> bool:
+        """Decode forward, converting the first frame at or after each pending target.
+
+        Returns True when it stopped early: everything picked, or (given `timeline`) the next
+        target lies beyond a keyframe so seeking is cheaper. False at the end of the stream.
+        """
+        for frame in frames:
+            while pending and frame.pts >= pending[0]:
+                pending.pop(0)
+                picked.append((frame.pts, self._to_rgb(frame)))
+            if not pending:
+                return True
+            if timeline is not None and self._keyframe_between(timeline, frame.pts, pending[0]):
+                return True
+        return False
+
+    @staticmethod
+    def _keyframe_between(timeline: _Timeline, position: int, target: int) -> bool:
+        i = bisect.bisect_right(timeline.keyframes, position)
+        return i < len(timeline.keyframes) and timeline.keyframes[i] <= target
+
+    @staticmethod
+    def _seek_point(timeline: _Timeline, target: int) -> int:
+        i = bisect.bisect_right(timeline.keyframes, target) - 1
+        return timeline.keyframes[i] if i >= 0 else timeline.pts[0]
+
+    def _upright_size(self, width: int, height: int, quarter_turns: int) -> tuple[int, int]:
+        """Displayed size: anamorphic pixels stretched by the sample aspect ratio, then the
+        display matrix's rotation applied."""
+        sar = self.stream.sample_aspect_ratio
+        if sar and sar > 0 and sar != 1:
+            width = max(1, round(width * float(sar)))
+        return (height, width) if quarter_turns % 2 else (width, height)
+
+    def _to_rgb(self, frame: Any) -> RGBFrame:
+        self._check_pixels(frame.width, frame.height)
+        quarter_turns = round(int(getattr(frame, "rotation", 0) or 0) / 90) % 4
+        self._quarter_turns = quarter_turns
+        upright_w, upright_h = self._upright_size(frame.width, frame.height, quarter_turns)
+        out_w, out_h = resized_size(upright_w, upright_h, self.limits.short_side)
+        scale_w, scale_h = (out_h, out_w) if quarter_turns % 2 else (out_w, out_h)
+        img = frame.reformat(
+            width=scale_w, height=scale_h, format="rgb24", interpolation="BICUBIC"
+        ).to_ndarray()
+        if quarter_turns:
+            img = np.ascontiguousarray(np.rot90(img, k=quarter_turns))
+        return np.asarray(img, dtype=np.uint8)

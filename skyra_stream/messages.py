@@ -1,0 +1,179 @@
+"""Messages that cross a process boundary: ingest events, verdicts and dead letters.
+
+Each model carries `schema_version`; the JSON Schemas under `schemas/` are generated from
+these classes (`skyra-stream schema --write schemas/`) and a test fails when they drift.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from skyra_stream.errors import ErrorCode
+
+SCHEMA_VERSION: Literal[1] = 1
+
+# Hard ceilings of the schema itself; the configurable limits (settings.Limits) sit below them.
+MAX_METADATA_KEYS = 64
+MAX_METADATA_KEY_CHARS = 128
+MAX_METADATA_VALUE_CHARS = 4096
+
+Identifier = Annotated[
+    str, StringConstraints(min_length=1, max_length=512, pattern=r"^[^\x00-\x1f\x7f]+$")
+]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+
+
+class IngestEvent(_Message):
+    """One uploaded video to analyse. `event_id` is the idempotency key."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    event_id: Identifier = Field(description="Idempotency key: one verdict or dead letter per id.")
+    video_id: Identifier = Field(description="The platform's id of the video; the output key.")
+    uri: Annotated[str, StringConstraints(min_length=1, max_length=2048)] = Field(
+        description="`s3://bucket/key` in an allowed bucket, or `file://` under a local root."
+    )
+    version_id: Annotated[str, StringConstraints(min_length=1, max_length=1024)] | None = Field(
+        default=None, description="S3 object version to pin; the latest when absent."
+    )
+    size_bytes: Annotated[int, Field(ge=0)] | None = None
+    content_type: Annotated[str, StringConstraints(max_length=255)] | None = None
+    submitted_at: datetime | None = Field(
+        default=None, description="When the upload was made; latency is measured from here."
+    )
+    metadata: dict[
+        Annotated[str, StringConstraints(min_length=1, max_length=MAX_METADATA_KEY_CHARS)],
+        Annotated[str, StringConstraints(max_length=MAX_METADATA_VALUE_CHARS)],
+    ] = Field(default_factory=dict, max_length=MAX_METADATA_KEYS)
+
+    @field_validator("uri")
+    @classmethod
+    def _no_control_characters(cls, value: str) -> str:
+        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+            raise ValueError("uri contains control characters")
+        return value
+
+    def metadata_bytes(self) -> int:
+        """Encoded size of `metadata`, the quantity `Limits.max_metadata_bytes` bounds."""
+        return sum(len(k.encode()) + len(v.encode()) for k, v in self.metadata.items())
+
+
+class Source(_Message):
+    uri: str
+    version_id: str | None = None
+    etag: str | None = None
+    size_bytes: int | None = None
+
+
+BBox = tuple[float, float, float, float]
+BBoxFormat = Literal["pixel", "normalized", "none"]
+
+
+class Region(_Message):
+    """A grounded span: when (seconds on the video's clock) and where (normalised box)."""
+
+    start_s: float | None = Field(description="Clamped to [0, duration]; null when not given.")
+    end_s: float | None = Field(description="Clamped to [0, duration], >= start_s.")
+    bbox: BBox | None = Field(
+        description="[x1, y1, x2, y2] in 0..1 of the displayed frame; null for the whole frame "
+        "or a box that could not be used (degenerate, unparseable)."
+    )
+    bbox_format: BBoxFormat = Field(
+        description="How the model wrote the box: pixel coordinates of the frame it saw, "
+        "normalised values, or none (absent or all zeros)."
+    )
+    evidence: str = Field(description="The sentence of the reasoning around the tag.")
+
+
+class Artifact(Region):
+    """A generation artifact the model found, with its place in the taxonomy."""
+
+    type: str = Field(description="The L3 name as the model emitted it.")
+    category: str | None = Field(description="L2 category; null when not in the taxonomy.")
+    group: str | None = Field(description="L1 group; null when not in the taxonomy.")
+    in_taxonomy: bool
+
+
+class VideoInfo(_Message):
+    duration_s: float
+    width: int = Field(description="Displayed width (after rotation).")
+    height: int = Field(description="Displayed height (after rotation).")
+    fps: float | None
+    codec: str
+    frames_sampled: int
+    timestamps_s: list[float]
+
+
+class ModelInfo(_Message):
+    name: str
+    revision: str | None = None
+
+
+class Timings(_Message):
+    fetch: float | None = None
+    decode: float | None = None
+    queue: float | None = None
+    infer: float | None = None
+    total: float | None = None
+
+
+class WorkerInfo(_Message):
+    id: str
+    version: str
+
+
+class Verdict(_Message):
+    """The grounded answer for one ingest event."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    event_id: str
+    video_id: str
+    source: Source
+    status: Literal["ok", "unparseable"] = Field(
+        description="`unparseable` when the model gave no usable <answer> (label is then null)."
+    )
+    label: Literal["fake", "real"] | None
+    fake_probability: Annotated[float, Field(ge=0.0, le=1.0)] | None
+    artifacts: list[Artifact]
+    cleared_regions: list[Region]
+    explanation: str | None
+    raw_response: str
+    video: VideoInfo
+    model: ModelInfo
+    timings_ms: Timings
+    worker: WorkerInfo
+    created_at: datetime = Field(default_factory=_utcnow)
+
+
+class ErrorReason(_Message):
+    code: ErrorCode
+    message: str
+
+
+class KafkaPosition(_Message):
+    topic: str
+    partition: int
+    offset: int
+
+
+class DeadLetter(_Message):
+    """An input that could not be given a verdict, with the reason and where it came from."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    event_id: str | None = Field(description="Known when the message parsed far enough.")
+    video_id: str | None = Field(default=None, description="Known when the message parsed.")
+    raw: str = Field(description="The original message: UTF-8 text, or base64 of its bytes.")
+    raw_encoding: Literal["utf-8", "base64"] = "utf-8"
+    reason: ErrorReason
+    source: KafkaPosition | None = None
+    attempts: int = Field(default=1, ge=1)
+    created_at: datetime = Field(default_factory=_utcnow)

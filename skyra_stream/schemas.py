@@ -1,0 +1,46 @@
+"""JSON Schemas of the messages, for downstream services that do not read Python.
+
+The committed files under `schemas/` are generated from the pydantic models; a test
+regenerates them and fails on any difference, so the two never drift.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from skyra_stream.messages import DeadLetter, IngestEvent, Verdict
+
+MODELS: dict[str, type[BaseModel]] = {
+    "ingest_event": IngestEvent,
+    "verdict": Verdict,
+    "dead_letter": DeadLetter,
+}
+
+
+def json_schemas() -> dict[str, dict[str, Any]]:
+    """`{file name: schema}` for every message model."""
+    out = {}
+    for name, model in MODELS.items():
+        schema = model.model_json_schema(mode="serialization")
+        schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+        schema["$id"] = f"https://skyra-stream.dev/schemas/{name}.v1.schema.json"
+        out[f"{name}.v1.schema.json"] = schema
+    return out
+
+
+def render(schema: dict[str, Any]) -> str:
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
+
+
+def write_schemas(directory: Path) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for filename, schema in json_schemas().items():
+        path = directory / filename
+        path.write_text(render(schema), encoding="utf-8")
+        written.append(path)
+    return written

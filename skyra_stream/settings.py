@@ -1,0 +1,75 @@
+"""Configuration from `SKYRA_*` environment variables (12-factor), validated at start.
+
+One flat settings class so that every variable is named exactly as operators write it
+(`SKYRA_S3_ALLOWED_BUCKETS`, not a nested `SKYRA_S3__ALLOWED_BUCKETS`); the parts of the
+worker take the views they need (`decode_limits()`, ...).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from skyra_stream.frames import DecodeLimits
+
+MiB = 1 << 20
+
+
+def _split_commas(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Everything the worker, the CLI and the API read from the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="SKYRA_", extra="ignore", frozen=True)
+
+    # -- object storage -------------------------------------------------------------------
+    s3_endpoint_url: str | None = Field(
+        default=None, description="S3-compatible endpoint (MinIO, moto); AWS when unset."
+    )
+    s3_region: str | None = Field(default=None, description="Region for the S3 client.")
+    s3_allowed_buckets: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated buckets the worker may read; every other URI is refused.",
+    )
+    s3_connect_timeout_s: float = Field(default=5.0, gt=0)
+    s3_read_timeout_s: float = Field(default=30.0, gt=0, description="Stall limit per read.")
+    s3_fetch_timeout_s: float = Field(default=300.0, gt=0, description="Whole download limit.")
+    s3_max_attempts: int = Field(default=5, ge=1, description="Attempts per object on 5xx etc.")
+    s3_retry_max_wait_s: float = Field(default=8.0, gt=0, description="Cap of one backoff.")
+    local_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated folders that `file://` URIs may point into (CLI, tests).",
+    )
+    spool_dir: Path | None = Field(
+        default=None, description="Where large downloads spool to disk; the system temp dir."
+    )
+    spool_memory_bytes: int = Field(default=16 * MiB, ge=0)
+
+    # -- limits on untrusted input --------------------------------------------------------
+    max_object_bytes: int = Field(default=1024 * MiB, gt=0)
+    max_frame_pixels: int = Field(default=3840 * 2160, gt=0)
+    max_duration_s: float = Field(default=30 * 60.0, gt=0)
+    decode_timeout_s: float = Field(default=60.0, gt=0)
+    decode_threads: int = Field(default=1, ge=0, description="FFmpeg threads per decode.")
+    max_message_bytes: int = Field(default=1 * MiB, gt=0)
+    max_metadata_bytes: int = Field(default=16 * 1024, ge=0)
+
+    @field_validator("s3_allowed_buckets", "local_roots", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        return _split_commas(value)
+
+    def decode_limits(self) -> DecodeLimits:
+        return DecodeLimits(
+            max_pixels=self.max_frame_pixels,
+            max_duration_s=self.max_duration_s,
+            timeout_s=self.decode_timeout_s,
+            threads=self.decode_threads,
+        )

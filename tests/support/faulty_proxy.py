@@ -1,0 +1,123 @@
+"""An HTTP reverse proxy on loopback that injects faults in front of a real server (moto S3).
+
+Tests use it to make a real S3 endpoint answer 503, stall, or deny, and to see every request
+the worker made (so a test can prove nothing outside the allowlist was ever fetched).
+"""
+
+from __future__ import annotations
+
+import http.client
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade"}
+
+
+@dataclass
+class Fault:
+    status: int = 503
+    code: str = "ServiceUnavailable"
+    delay_s: float = 0.0  # stall before answering (or before forwarding when status == 0)
+    path_contains: str = ""
+
+
+class FaultyProxy:
+    def __init__(self, upstream_host: str, upstream_port: int) -> None:
+        self.upstream = (upstream_host, upstream_port)
+        self.requests: list[tuple[str, str]] = []
+        self._faults: deque[Fault] = deque()
+        self._lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                proxy._record(self.command, self.path)
+                fault = proxy._next_fault(self.path)
+                if fault is not None:
+                    if fault.delay_s:
+                        time.sleep(fault.delay_s)
+                    if fault.status:
+                        self._answer_error(fault)
+                        return
+                self._forward(body)
+
+            def _answer_error(self, fault: Fault) -> None:
+                xml = (
+                    f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{fault.code}</Code>"
+                    f"<Message>injected by FaultyProxy</Message></Error>"
+                ).encode()
+                self.send_response(fault.status)
+                self.send_header("Content-Type", "application/xml")
+                self.send_header("Content-Length", str(len(xml)))
+                self.end_headers()
+                self.wfile.write(xml)
+
+            def _forward(self, body: bytes) -> None:
+                conn = http.client.HTTPConnection(*proxy.upstream, timeout=60)
+                try:
+                    headers = {
+                        k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP
+                    }
+                    conn.request(self.command, self.path, body=body or None, headers=headers)
+                    resp = conn.getresponse()
+                    data = resp.read()
+                    self.send_response(resp.status)
+                    for k, v in resp.getheaders():
+                        if k.lower() not in _HOP_BY_HOP and k.lower() != "content-length":
+                            self.send_header(k, v)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    if self.command != "HEAD":
+                        self.wfile.write(data)
+                finally:
+                    conn.close()
+
+            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _handle
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> FaultyProxy:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def inject(self, times: int, fault: Fault) -> None:
+        """The next `times` requests (whose path contains `fault.path_contains`) get `fault`."""
+        with self._lock:
+            self._faults.extend([fault] * times)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._faults.clear()
+            self.requests.clear()
+
+    def _record(self, method: str, path: str) -> None:
+        with self._lock:
+            self.requests.append((method, path))
+
+    def _next_fault(self, path: str) -> Fault | None:
+        with self._lock:
+            if self._faults and self._faults[0].path_contains in path:
+                return self._faults.popleft()
+        return None

@@ -1,0 +1,233 @@
+"""The PyAV sampler on real videos that the tests encode, every codec and edge case."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from skyra_stream.errors import ErrorCode, SkyraError
+from skyra_stream.frames import DecodeLimits, sample_video
+from skyra_stream.prompt import resized_size
+from skyra_stream.samples import VideoSpec, read_index, write_audio_only, write_video
+
+LINSPACE_60 = [int(i) for i in np.linspace(0, 59, 16)]
+
+CODECS = [
+    pytest.param("a.mp4", VideoSpec(), "h264", id="h264-mp4"),
+    pytest.param("b.mkv", VideoSpec(codec="libx265", pix_fmt="yuv420p10le"), "hevc", id="hevc10"),
+    pytest.param("c.webm", VideoSpec(codec="libvpx-vp9"), "vp9", id="vp9-webm"),
+    pytest.param("d.mkv", VideoSpec(codec="libsvtav1"), None, id="av1"),
+    pytest.param("e.avi", VideoSpec(codec="mpeg4"), "mpeg4", id="mpeg4-avi"),
+    pytest.param("f.mov", VideoSpec(codec="prores_ks", pix_fmt="yuv422p10le"), "prores", id="prores"),
+    pytest.param("g.ts", VideoSpec(), "h264", id="h264-mpegts"),
+    pytest.param("i.mp4", VideoSpec(options={"bf": "3"}, gop=12), "h264", id="h264-bframes"),
+]
+
+
+@pytest.mark.parametrize(("name", "spec", "codec"), CODECS)
+def test_codecs_give_the_linspace_frames_in_order(
+    tmp_path: Path, name: str, spec: VideoSpec, codec: str | None
+) -> None:
+    video = sample_video(write_video(tmp_path / name, spec))
+    assert [read_index(f) for f in video.frames] == LINSPACE_60
+    assert video.info.frames_sampled == 16
+    assert video.info.width == 320 and video.info.height == 240
+    if codec is not None:
+        assert video.info.codec == codec
+    else:
+        assert "av1" in video.info.codec or "dav1d" in video.info.codec
+    assert video.info.timestamps_s[0] == pytest.approx(0.0)
+    assert video.info.timestamps_s[-1] == pytest.approx(59 / 30, abs=1e-3)
+    assert video.info.duration_s == pytest.approx(2.0, abs=0.05)
+    for frame in video.frames:
+        assert frame.dtype == np.uint8
+        assert frame.shape == (256, 341, 3)
+
+
+def test_timestamps_are_presentation_times_of_the_chosen_frames(tmp_path: Path) -> None:
+    video = sample_video(write_video(tmp_path / "a.mp4", VideoSpec()))
+    assert video.info.timestamps_s == pytest.approx([i / 30 for i in LINSPACE_60], abs=1e-3)
+
+
+def test_gif(tmp_path: Path) -> None:
+    spec = VideoSpec(codec="gif", pix_fmt="rgb8", fps=10, frames=20)
+    video = sample_video(write_video(tmp_path / "g.gif", spec))
+    assert [read_index(f) for f in video.frames] == [int(i) for i in np.linspace(0, 19, 16)]
+    assert video.info.codec == "gif"
+
+
+def test_variable_frame_rate_spaces_samples_over_frames_not_seconds(tmp_path: Path) -> None:
+    # 20 frames in the first second, then 20 frames over four seconds.
+    times = [i * 0.05 for i in range(20)] + [1.0 + i * 0.2 for i in range(20)]
+    spec = VideoSpec(frames=40, times_s=times)
+    video = sample_video(write_video(tmp_path / "vfr.mkv", spec))
+    indices = [int(i) for i in np.linspace(0, 39, 16)]
+    assert [read_index(f) for f in video.frames] == indices
+    assert video.info.timestamps_s == pytest.approx([times[i] for i in indices], abs=1e-3)
+
+
+@pytest.mark.parametrize("rotation", [90, -90, 180])
+def test_rotation_metadata_gives_upright_frames_and_displayed_size(
+    tmp_path: Path, rotation: int
+) -> None:
+    video = sample_video(write_video(tmp_path / "r.mp4", VideoSpec(rotation=rotation)))
+    quarter = rotation // 90
+    if quarter % 2:
+        assert (video.info.width, video.info.height) == (240, 320)
+        assert video.frames[0].shape == (341, 256, 3)
+    else:
+        assert (video.info.width, video.info.height) == (320, 240)
+    # Undo the display rotation: the coded frame's index band is readable again, which
+    # proves the frames were turned by exactly the display matrix's angle.
+    unrotated = [np.rot90(f, k=-quarter) for f in video.frames]
+    assert [read_index(f) for f in unrotated] == LINSPACE_60
+
+
+def test_odd_dimensions(tmp_path: Path) -> None:
+    spec = VideoSpec(codec="ffv1", width=321, height=241, pix_fmt="yuv444p")
+    video = sample_video(write_video(tmp_path / "odd.mkv", spec))
+    assert (video.info.width, video.info.height) == (321, 241)
+    assert video.frames[0].shape == (256, resized_size(321, 241)[0], 3)
+    assert [read_index(f) for f in video.frames] == LINSPACE_60
+
+
+def test_portrait_video_keeps_short_side_256(tmp_path: Path) -> None:
+    video = sample_video(write_video(tmp_path / "p.mp4", VideoSpec(width=240, height=426)))
+    assert video.frames[0].shape == (454, 256, 3)
+
+
+def test_fewer_than_16_frames_uses_what_exists(tmp_path: Path) -> None:
+    video = sample_video(write_video(tmp_path / "short.mp4", VideoSpec(frames=5)))
+    assert video.info.frames_sampled == 5
+    assert [read_index(f) for f in video.frames] == [0, 1, 2, 3, 4]
+
+
+def test_single_frame_video(tmp_path: Path) -> None:
+    video = sample_video(write_video(tmp_path / "one.mp4", VideoSpec(frames=1)))
+    assert video.info.frames_sampled == 1
+    assert video.info.timestamps_s == [0.0]
+
+
+def test_video_with_audio_track(tmp_path: Path) -> None:
+    video = sample_video(write_video(tmp_path / "av.mp4", VideoSpec(audio=True)))
+    assert [read_index(f) for f in video.frames] == LINSPACE_60
+
+
+def test_reads_from_a_file_object(tmp_path: Path) -> None:
+    data = write_video(tmp_path / "a.mp4", VideoSpec()).read_bytes()
+    video = sample_video(io.BytesIO(data))
+    assert [read_index(f) for f in video.frames] == LINSPACE_60
+
+
+def test_long_gop_seeks_land_on_exact_frames(tmp_path: Path) -> None:
+    spec = VideoSpec(width=160, height=96, fps=25, frames=1500, gop=250)
+    video = sample_video(write_video(tmp_path / "long.mp4", spec))
+    assert [read_index(f) for f in video.frames] == [int(i) for i in np.linspace(0, 1499, 16)]
+
+
+# -- inputs that are not videos ------------------------------------------------------------
+
+
+def _code(source: object, limits: DecodeLimits | None = None) -> ErrorCode:
+    with pytest.raises(SkyraError) as err:
+        sample_video(source, limits)  # type: ignore[arg-type]
+    return err.value.code
+
+
+def test_audio_only_is_no_video_stream(tmp_path: Path) -> None:
+    assert _code(write_audio_only(tmp_path / "a.m4a")) is ErrorCode.NO_VIDEO_STREAM
+
+
+def test_empty_file_is_not_a_video(tmp_path: Path) -> None:
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    assert _code(str(tmp_path / "empty.mp4")) is ErrorCode.NOT_A_VIDEO
+
+
+def test_random_bytes_are_not_a_video(tmp_path: Path) -> None:
+    path = tmp_path / "noise.mp4"
+    path.write_bytes(np.random.default_rng(1).bytes(200_000))
+    assert _code(str(path)) in (ErrorCode.NOT_A_VIDEO, ErrorCode.DECODE_FAILED)
+
+
+def test_text_is_not_a_video_even_though_ffmpeg_would_play_it(tmp_path: Path) -> None:
+    # FFmpeg's `tty` demuxer opens any text file as a video stream.
+    path = tmp_path / "notes.txt"
+    path.write_text("hello\n" * 5000)
+    assert _code(str(path)) is ErrorCode.NOT_A_VIDEO
+
+
+def test_png_image_is_not_a_video(tmp_path: Path) -> None:
+    import av
+
+    path = tmp_path / "still.png"
+    with av.open(str(path), "w", format="image2") as c:
+        s = c.add_stream("png")
+        s.width, s.height, s.pix_fmt = 64, 64, "rgb24"
+        frame = av.VideoFrame.from_ndarray(np.zeros((64, 64, 3), np.uint8), format="rgb24")
+        c.mux(s.encode(frame))
+        c.mux(s.encode(None))
+    assert _code(str(path)) is ErrorCode.NOT_A_VIDEO
+
+
+def test_truncated_mp4_without_index_is_not_a_video(tmp_path: Path) -> None:
+    data = write_video(tmp_path / "a.mp4", VideoSpec()).read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    assert _code(str(cut)) is ErrorCode.NOT_A_VIDEO
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.5, 0.9])
+def test_truncated_streamable_files_fail_cleanly_or_use_what_is_there(
+    tmp_path: Path, fraction: float
+) -> None:
+    for name, spec in (
+        ("a.ts", VideoSpec()),
+        ("a.mkv", VideoSpec()),
+        ("fs.mp4", VideoSpec(options={"movflags": "+faststart"})),
+    ):
+        data = write_video(tmp_path / name, spec).read_bytes()
+        cut = tmp_path / f"cut-{name}"
+        cut.write_bytes(data[: int(len(data) * fraction)])
+        try:
+            video = sample_video(str(cut))
+        except SkyraError as exc:
+            assert exc.code in (ErrorCode.NOT_A_VIDEO, ErrorCode.DECODE_FAILED)
+        else:
+            assert 1 <= video.info.frames_sampled <= 16
+            assert all(f.shape[0] == 256 for f in video.frames)
+
+
+# -- limits --------------------------------------------------------------------------------
+
+
+def test_pixel_cap_rejects_before_decoding(tmp_path: Path) -> None:
+    path = write_video(tmp_path / "big.mp4", VideoSpec(width=1280, height=720, frames=3))
+    assert _code(str(path), DecodeLimits(max_pixels=640 * 480)) is ErrorCode.VIDEO_TOO_LARGE
+
+
+def test_8k_decompression_bomb_is_video_too_large(tmp_path: Path) -> None:
+    # A few KB on disk, 33 Mpixel per frame once decoded.
+    spec = VideoSpec(width=7680, height=4320, frames=2, options={"preset": "ultrafast"})
+    path = write_video(tmp_path / "bomb.mp4", spec)
+    assert os.path.getsize(path) < 2_000_000
+    assert _code(str(path)) is ErrorCode.VIDEO_TOO_LARGE
+
+
+def test_duration_cap(tmp_path: Path) -> None:
+    path = write_video(tmp_path / "a.mp4", VideoSpec())
+    assert _code(str(path), DecodeLimits(max_duration_s=1.0)) is ErrorCode.VIDEO_TOO_LONG
+
+
+def test_forty_minute_video_is_too_long_by_default(tmp_path: Path) -> None:
+    spec = VideoSpec(width=64, height=64, fps=1, frames=40 * 60, options={"preset": "ultrafast"})
+    path = write_video(tmp_path / "40min.mp4", spec)
+    assert _code(str(path)) is ErrorCode.VIDEO_TOO_LONG
+
+
+def test_decode_timeout(tmp_path: Path) -> None:
+    path = write_video(tmp_path / "a.mp4", VideoSpec())
+    assert _code(str(path), DecodeLimits(timeout_s=1e-9)) is ErrorCode.DECODE_TIMEOUT
