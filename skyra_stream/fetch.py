@@ -193,7 +193,9 @@ class ObjectFetcher:
         started = time.monotonic()
         retrying = Retrying(
             stop=stop_after_attempt(self.settings.s3_max_attempts),
-            wait=wait_exponential_jitter(initial=0.2, max=self.settings.s3_retry_max_wait_s),
+            wait=wait_exponential_jitter(
+                multiplier=0.2, jitter=0.2, max=self.settings.s3_retry_max_wait_s
+            ),
             retry=retry_if_exception(lambda e: isinstance(e, SkyraError) and e.transient),
             before_sleep=_log_retry,
             reraise=True,

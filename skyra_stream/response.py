@@ -63,12 +63,14 @@ def parse_response(
     cleared: list[Region] = []
     typed_spans: list[tuple[int, int]] = []
     for m in _TYPED.finditer(think):
+        name = m.group("type").strip()
+        if not name:
+            continue  # `<type></type>`: no class named, read it as an untyped span
         if len(artifacts) >= MAX_FINDINGS:
             break
         typed_spans.append(m.span())
         start, end = _times(m.group("t"), duration_s)
         bbox, fmt = _bbox(m.group("bbox"), frame_size)
-        name = m.group("type").strip()
         cls = classify(name)
         artifacts.append(
             Artifact(

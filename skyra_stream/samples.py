@@ -11,10 +11,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import cast
 
 import av
 import numpy as np
 import numpy.typing as npt
+from av.audio.stream import AudioStream
+from av.video.stream import VideoStream
 
 INDEX_BITS = 16
 
@@ -85,14 +88,14 @@ def write_video(path: Path, spec: VideoSpec | None = None) -> Path:
     spec = spec or VideoSpec()
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), mode="w") as container:
-        stream = container.add_stream(spec.codec, rate=spec.fps)
+        stream = cast(VideoStream, container.add_stream(spec.codec, rate=spec.fps))
         stream.width, stream.height = spec.width, spec.height
         stream.pix_fmt = spec.pix_fmt
-        options = dict(spec.options)
+        options: dict[str, object] = dict(spec.options)
         if spec.gop is not None:
             options.setdefault("g", str(spec.gop))
         if options:
-            stream.options = options
+            stream.options = {k: str(v) for k, v in options.items()}
         if spec.times_s is not None:
             stream.codec_context.time_base = Fraction(1, 1000)
         if spec.rotation:
@@ -114,14 +117,14 @@ def write_video(path: Path, spec: VideoSpec | None = None) -> Path:
     return path
 
 
-def _add_audio(container: av.container.OutputContainer) -> av.audio.stream.AudioStream:
+def _add_audio(container: av.container.OutputContainer) -> AudioStream:
     stream = container.add_stream("aac", rate=48000)
     stream.layout = "mono"
     return stream
 
 
 def _write_silence(
-    container: av.container.OutputContainer, stream: av.audio.stream.AudioStream, seconds: float
+    container: av.container.OutputContainer, stream: AudioStream, seconds: float
 ) -> None:
     samples = int(seconds * 48000)
     for start in range(0, samples, 1024):

@@ -22,7 +22,9 @@ CODECS = [
     pytest.param("c.webm", VideoSpec(codec="libvpx-vp9"), "vp9", id="vp9-webm"),
     pytest.param("d.mkv", VideoSpec(codec="libsvtav1"), None, id="av1"),
     pytest.param("e.avi", VideoSpec(codec="mpeg4"), "mpeg4", id="mpeg4-avi"),
-    pytest.param("f.mov", VideoSpec(codec="prores_ks", pix_fmt="yuv422p10le"), "prores", id="prores"),
+    pytest.param(
+        "f.mov", VideoSpec(codec="prores_ks", pix_fmt="yuv422p10le"), "prores", id="prores"
+    ),
     pytest.param("g.ts", VideoSpec(), "h264", id="h264-mpegts"),
     pytest.param("i.mp4", VideoSpec(options={"bf": "3"}, gop=12), "h264", id="h264-bframes"),
 ]
@@ -35,7 +37,8 @@ def test_codecs_give_the_linspace_frames_in_order(
     video = sample_video(write_video(tmp_path / name, spec))
     assert [read_index(f) for f in video.frames] == LINSPACE_60
     assert video.info.frames_sampled == 16
-    assert video.info.width == 320 and video.info.height == 240
+    assert video.info.width == 320
+    assert video.info.height == 240
     if codec is not None:
         assert video.info.codec == codec
     else:

@@ -50,7 +50,11 @@ class FaultyProxy:
                     if fault.status:
                         self._answer_error(fault)
                         return
-                self._forward(body)
+                try:
+                    self._forward(body)
+                except OSError:
+                    # Upstream gone (end of session) or the client hung up after a stall.
+                    self.close_connection = True
 
             def _answer_error(self, fault: Fault) -> None:
                 xml = (
