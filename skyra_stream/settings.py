@@ -57,7 +57,9 @@ class Settings(BaseSettings):
     max_frame_pixels: int = Field(default=3840 * 2160, gt=0)
     max_duration_s: float = Field(default=30 * 60.0, gt=0)
     decode_timeout_s: float = Field(default=60.0, gt=0)
-    decode_threads: int = Field(default=1, ge=0, description="FFmpeg threads per decode.")
+    decode_threads: int = Field(
+        default=0, ge=0, description="FFmpeg threads per decode; 0 lets FFmpeg choose."
+    )
     max_message_bytes: int = Field(default=1 * MiB, gt=0)
     max_metadata_bytes: int = Field(default=16 * 1024, ge=0)
 
