@@ -8,7 +8,7 @@ worker take the views they need (`decode_limits()`, ...).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -62,6 +62,42 @@ class Settings(BaseSettings):
     )
     max_message_bytes: int = Field(default=1 * MiB, gt=0)
     max_metadata_bytes: int = Field(default=16 * 1024, ge=0)
+
+    # -- model and engine (vLLM) ----------------------------------------------------------
+    model_path: Path | None = Field(
+        default=None, description="Skyra checkpoint folder (Skyra-RL or Skyra-SFT)."
+    )
+    served_model_name: str | None = Field(
+        default=None, description="Name reported in verdicts; the folder name when unset."
+    )
+    model_revision: str | None = Field(default=None, description="Reported in verdicts.")
+    dtype: str = Field(default="auto", description="vLLM dtype: auto, bfloat16, float16...")
+    max_model_len: int | None = Field(
+        default=None, gt=0, description="Derived from frames + prompt + max_tokens when unset."
+    )
+    max_num_seqs: int = Field(default=32, ge=1, description="vLLM's batch size ceiling.")
+    max_in_flight: int = Field(
+        default=32, ge=1, description="Videos submitted to the engine at once."
+    )
+    gpu_memory_utilization: float = Field(default=0.90, gt=0, le=1)
+    kv_cache_bytes: int | None = Field(
+        default=None, gt=0, description="Fixed KV-cache budget; 1 GiB by default on the CPU."
+    )
+    tensor_parallel_size: int = Field(default=1, ge=1)
+    prefix_caching: bool = Field(default=True, description="The system prompt is shared.")
+    mm_min_pixels: int = Field(default=224 * 224, gt=0)
+    mm_max_pixels: int = Field(default=1280 * 28 * 28, gt=0)
+    seed: int = 0
+    max_tokens: int = Field(default=8192, ge=1, description="Output cap; cut -> unparseable.")
+    temperature: float = Field(default=0.0, ge=0, description="0 is greedy, as the reference.")
+    top_logprobs: int = Field(default=5, ge=2, le=20, description="For fake_probability.")
+    guided: Literal["off", "regex"] = Field(
+        default="off", description="Constrain output to the contract's grammar."
+    )
+    guided_max_text_chars: int = Field(default=2000, ge=1)
+    load_format: str = Field(default="auto", description="`dummy`: random weights (bench).")
+    enforce_eager: bool = False
+    engine_start_timeout_s: float = Field(default=900.0, gt=0)
 
     @field_validator("s3_allowed_buckets", "local_roots", mode="before")
     @classmethod
