@@ -89,6 +89,21 @@ def samples_cmd(
         typer.echo(str(path))
 
 
+@app.command("tiny-model")
+def tiny_model(
+    out: Annotated[Path, typer.Argument(help="Folder to write the model into.")],
+    seed: Annotated[int, typer.Option(help="Same seed, same bytes.")] = 0,
+) -> None:
+    """Write a tiny random-weight Qwen2.5-VL that vLLM loads on a CPU (tests, demo).
+
+    Its answers are noise; it exercises the whole pipeline, not the detector.
+    """
+    from skyra_stream.tiny_model import build_tiny_model
+
+    build_tiny_model(out, seed=seed)
+    typer.echo(f"wrote tiny random-weight Qwen2.5-VL to {out}")
+
+
 def main() -> None:
     app()
 

@@ -228,6 +228,8 @@ class VerdictEngine:
         self._window: asyncio.Semaphore | None = None
         self._dead: BaseException | None = None
         self._in_flight = 0
+        self.peak_in_flight = 0
+        self._params = sampling_params(settings)
         self._started = False
         self.max_model_len: int | None = None
 
@@ -261,15 +263,24 @@ class VerdictEngine:
 
     def close(self) -> None:
         """Shut the engine process down and stop the loop thread; safe to call twice."""
-        if self._llm is not None:
-            try:
-                self._llm.shutdown()
-            except Exception:  # shutting down a dead engine may raise; it is going anyway
-                log.warning("engine_shutdown_error", exc_info=True)
-            self._llm = None
-        if self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=30)
+        if not self._thread.is_alive():
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(timeout=120)
+        except Exception:  # shutting down a dead engine may raise; it is going anyway
+            log.warning("engine_shutdown_error", exc_info=True)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=30)
+
+    async def _shutdown(self) -> None:
+        # On the loop thread, so vLLM's output handler tasks end inside their own loop.
+        llm, self._llm = self._llm, None
+        if llm is not None:
+            llm.shutdown()
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def __enter__(self) -> VerdictEngine:
         return self.start()
@@ -297,32 +308,38 @@ class VerdictEngine:
 
     # work
 
-    def submit(self, request: EngineRequest) -> concurrent.futures.Future[EngineResult]:
-        """Queue one video; the future resolves when its answer is complete."""
+    def submit(
+        self, request: EngineRequest, params: SamplingParams | None = None
+    ) -> concurrent.futures.Future[EngineResult]:
+        """Queue one video; the future resolves when its answer is complete. `params`
+        overrides the sampling parameters built from the settings."""
         if not self._started:
             raise RuntimeError("engine not started")
-        return asyncio.run_coroutine_threadsafe(self.analyze(request), self._loop)
+        return asyncio.run_coroutine_threadsafe(self.analyze(request, params), self._loop)
 
     def run_many(
-        self, requests: Iterable[EngineRequest]
+        self, requests: Iterable[EngineRequest], params: SamplingParams | None = None
     ) -> Iterator[tuple[EngineRequest, EngineResult | BaseException]]:
         """Submit all, yield (request, result or error) in completion order."""
-        futures = {self.submit(r): r for r in requests}
+        futures = {self.submit(r, params): r for r in requests}
         for future in concurrent.futures.as_completed(futures):
             exc = future.exception()
             yield futures[future], exc if exc is not None else future.result()
 
-    async def analyze(self, request: EngineRequest) -> EngineResult:
+    async def analyze(
+        self, request: EngineRequest, params: SamplingParams | None = None
+    ) -> EngineResult:
         if self.dead is not None:
             raise EngineDeadError(f"engine is dead: {self._dead}")
         assert self._window is not None
         assert self._llm is not None
         prompt = vllm_prompt(request)
-        params = sampling_params(self.settings)
+        params = params or self._params
         queued = time.monotonic()
         async with self._window:
             started = time.monotonic()
             self._in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
             vllm_id = f"{request.request_id}:{uuid.uuid4().hex[:12]}"
             final = None
             try:

@@ -45,3 +45,43 @@ def s3_admin(moto_server: str):  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="session")
 def videos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("videos")
+
+
+# -- the real vLLM engine on the CPU with the tiny model (shared: each start costs ~1 min) --
+
+ENGINE_KV_CACHE_BYTES = 256 << 20
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from skyra_stream.tiny_model import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+def engine_settings(model: Path, **overrides: object):  # type: ignore[no-untyped-def]
+    """Small, fixed budgets so that every engine in the suite fits a 2-core CI machine."""
+    from skyra_stream.settings import Settings
+
+    values: dict[str, object] = {
+        "model_path": model,
+        "max_tokens": 48,
+        "kv_cache_bytes": ENGINE_KV_CACHE_BYTES,
+        "max_num_seqs": 8,
+        "max_in_flight": 8,
+        # Frames of 256 px short side and up to 16:9 fit; keeps vLLM's profiling run small.
+        "mm_max_pixels": 160 * 28 * 28,
+        "guided_max_text_chars": 40,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture(scope="session")
+def engine(tiny_model: Path):  # type: ignore[no-untyped-def]
+    """The worker's engine (AsyncLLM), shared by every test that needs one."""
+    from skyra_stream.engine import VerdictEngine
+
+    eng = VerdictEngine(engine_settings(tiny_model)).start()
+    yield eng
+    eng.close()
