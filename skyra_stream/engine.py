@@ -115,9 +115,12 @@ def engine_kwargs(settings: Settings, *, max_model_len: int | None = None) -> di
         "tensor_parallel_size": settings.tensor_parallel_size,
         "enable_prefix_caching": settings.prefix_caching,
         "limit_mm_per_prompt": {"image": NUM_FRAMES, "video": 0},
+        # transformers' current spelling of the processor's min_pixels / max_pixels.
         "mm_processor_kwargs": {
-            "min_pixels": settings.mm_min_pixels,
-            "max_pixels": settings.mm_max_pixels,
+            "size": {
+                "shortest_edge": settings.mm_min_pixels,
+                "longest_edge": settings.mm_max_pixels,
+            }
         },
         "seed": settings.seed,
         "load_format": settings.load_format,
