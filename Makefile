@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.skyra-setup
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help setup demo test test-all lint bench bench-frames schemas clean
+.PHONY: help setup demo test test-all lint bench bench-frames bench-engine schemas clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -38,10 +38,13 @@ lint: setup  ## ruff and mypy
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-bench: bench-frames  ## every benchmark
+bench: bench-frames bench-engine  ## every benchmark
 
 bench-frames: setup  ## frame sampler against decode-everything (last line: ratios)
 	$(PY) benchmarks/frames.py
+
+bench-engine: setup  ## reference vs worker vs offline engine (last line: ratios)
+	$(PY) benchmarks/engine.py
 
 schemas: setup  ## regenerate schemas/ from the pydantic models
 	$(VENV)/bin/skyra-stream schema --write schemas

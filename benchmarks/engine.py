@@ -46,8 +46,11 @@ QWEN25_VL_7B_TEXT = {
     "num_key_value_heads": 4,
     "max_position_embeddings": 128000,
     "rms_norm_eps": 1e-06,
-    "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0,
-                        "mrope_section": [16, 24, 24]},
+    "rope_parameters": {
+        "rope_type": "default",
+        "rope_theta": 1000000.0,
+        "mrope_section": [16, 24, 24],
+    },
     "tie_word_embeddings": False,
 }
 QWEN25_VL_7B_VISION = {
@@ -85,8 +88,11 @@ def write_7b_dummy(folder: Path) -> Path:
 def clips(n: int, seed: int) -> list[EngineRequest]:
     rng = np.random.default_rng(seed)
     return [
-        EngineRequest(f"s{seed}-v{i}", [rng.integers(0, 255, FRAME_SHAPE, dtype=np.uint8)
-                                         for _ in range(16)], STAMPS)
+        EngineRequest(
+            f"s{seed}-v{i}",
+            [rng.integers(0, 255, FRAME_SHAPE, dtype=np.uint8) for _ in range(16)],
+            STAMPS,
+        )
         for i in range(n)
     ]
 
@@ -134,8 +140,11 @@ def run_worker_arm(settings: Settings, args: argparse.Namespace) -> dict[str, An
             pass
         engine.peak_in_flight = 0
         start = time.perf_counter()
-        errors = [res for _, res in engine.run_many(clips(args.videos, seed=2), params)
-                  if isinstance(res, BaseException)]
+        errors = [
+            res
+            for _, res in engine.run_many(clips(args.videos, seed=2), params)
+            if isinstance(res, BaseException)
+        ]
         elapsed = time.perf_counter() - start
         if errors:
             raise RuntimeError(f"{len(errors)} requests failed: {errors[0]!r}")
@@ -159,14 +168,18 @@ def processor_time(model: Path, settings: Settings) -> float:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--videos", type=int, default=16)
     ap.add_argument("--max-tokens", type=int, default=128)
     ap.add_argument("--max-num-seqs", type=int, default=None)
     ap.add_argument("--model", type=Path, default=None, help="an existing model folder")
-    ap.add_argument("--gpu", action="store_true",
-                    help="7B architecture, random weights (load_format=dummy), GPU memory")
+    ap.add_argument(
+        "--gpu",
+        action="store_true",
+        help="7B architecture, random weights (load_format=dummy), GPU memory",
+    )
     ap.add_argument("--kv-cache-bytes", type=int, default=1 << 30, help="CPU KV budget")
     args = ap.parse_args()
 
@@ -189,25 +202,33 @@ def main() -> int:
             mm_max_pixels=256 * 28 * 28,
             max_model_len=16 * 256 + 1024 + args.max_tokens,
         )
-        print(f"model={'7B dummy' if args.gpu else model.name} videos/arm={args.videos} "
-              f"tokens/video={args.max_tokens} max_num_seqs={max_num_seqs}", flush=True)
+        print(
+            f"model={'7B dummy' if args.gpu else model.name} videos/arm={args.videos} "
+            f"tokens/video={args.max_tokens} max_num_seqs={max_num_seqs}",
+            flush=True,
+        )
         proc_s = processor_time(model, settings)
         offline = run_offline_arms(settings, args)
         worker = run_worker_arm(settings, args)
 
     n = args.videos
-    rates = {k: n / v for k, v in (("a", offline["a_s"]), ("b", worker["b_s"]),
-                                    ("c", offline["c_s"]))}
+    rates = {
+        k: n / v for k, v in (("a", offline["a_s"]), ("b", worker["b_s"]), ("c", offline["c_s"]))
+    }
     print(f"{'arm':<34}{'seconds':>9}{'videos/s':>10}")
     print(f"{'(a) one video per generate':<34}{offline['a_s']:>9.2f}{rates['a']:>10.3f}")
-    print(f"{'(b) worker engine (AsyncLLM)':<34}{worker['b_s']:>9.2f}{rates['b']:>10.3f}"
-          f"   peak in flight {worker['peak_in_flight']}")
+    print(
+        f"{'(b) worker engine (AsyncLLM)':<34}{worker['b_s']:>9.2f}{rates['b']:>10.3f}"
+        f"   peak in flight {worker['peak_in_flight']}"
+    )
     print(f"{'(c) one offline generate':<34}{offline['c_s']:>9.2f}{rates['c']:>10.3f}")
     print("one video, alone:")
     print(f"  image processor (16 frames)     {proc_s * 1000:9.1f} ms")
     print(f"  vision encoder + prefill        {offline['prefill_s'] * 1000:9.1f} ms")
-    print(f"  one decode step                 {offline['decode_step_s'] * 1000:9.2f} ms"
-          f"  (x{args.max_tokens} = {offline['decode_step_s'] * args.max_tokens:.2f} s)")
+    print(
+        f"  one decode step                 {offline['decode_step_s'] * 1000:9.2f} ms"
+        f"  (x{args.max_tokens} = {offline['decode_step_s'] * args.max_tokens:.2f} s)"
+    )
     print(f"ratio b/a={rates['b'] / rates['a']:.2f} b/c={rates['b'] / rates['c']:.2f}")
     return 0
 

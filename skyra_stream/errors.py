@@ -26,6 +26,8 @@ class ErrorCode(StrEnum):
     DECODE_FAILED = "decode_failed"
     DECODE_TIMEOUT = "decode_timeout"
     ENGINE_FAILED = "engine_failed"
+    # A bug or an unexpected library error: still a dead letter, never a crashed worker.
+    INTERNAL_ERROR = "internal_error"
 
 
 class SkyraError(Exception):

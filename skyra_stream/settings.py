@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from skyra_stream.frames import DecodeLimits
@@ -28,6 +28,40 @@ class Settings(BaseSettings):
     """Everything the worker, the CLI and the API read from the environment."""
 
     model_config = SettingsConfigDict(env_prefix="SKYRA_", extra="ignore", frozen=True)
+
+    # -- Kafka --------------------------------------------------------------------------
+    kafka_bootstrap_servers: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["localhost:9092"], description="Comma-separated host:port."
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+    kafka_client_id: str = "skyra-stream"
+    group_id: str = Field(default="skyra-stream", description="Consumer group of the workers.")
+    ingest_topic: str = "skyra.ingest"
+    verdict_topic: str = "skyra.verdicts"
+    dead_letter_topic: str = "skyra.dead-letters"
+    kafka_max_poll_records: int = Field(default=50, ge=1)
+    kafka_session_timeout_ms: int = Field(default=30_000, ge=1000)
+    kafka_max_poll_interval_ms: int = Field(default=300_000, ge=1000)
+    kafka_auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    kafka_commit_interval_s: float = Field(
+        default=1.0, gt=0, description="How often finished offsets are committed."
+    )
+
+    # -- process --------------------------------------------------------------------------
+    http_port: int = Field(default=8080, ge=0, le=65535, description="Health and metrics.")
+    http_host: str = Field(default="0.0.0.0", description="Bind address of the HTTP server.")
+    shutdown_timeout_s: float = Field(
+        default=60.0, gt=0, description="How long SIGTERM waits for in-flight work."
+    )
+    log_level: str = "INFO"
+    log_format: Literal["json", "console", "auto"] = "auto"
+    worker_id: str | None = Field(default=None, description="Reported in verdicts.")
 
     # -- object storage -------------------------------------------------------------------
     s3_endpoint_url: str | None = Field(
@@ -51,6 +85,13 @@ class Settings(BaseSettings):
         default=None, description="Where large downloads spool to disk; the system temp dir."
     )
     spool_memory_bytes: int = Field(default=16 * MiB, ge=0)
+
+    # -- concurrency ------------------------------------------------------------------------
+    fetch_concurrency: int = Field(default=8, ge=1, description="Downloads at once.")
+    decode_concurrency: int = Field(default=2, ge=1, description="Decodes at once.")
+    pipeline_window: int = Field(
+        default=64, ge=1, description="Messages in flight before the consumer pauses."
+    )
 
     # -- limits on untrusted input --------------------------------------------------------
     max_object_bytes: int = Field(default=1024 * MiB, gt=0)
@@ -99,10 +140,21 @@ class Settings(BaseSettings):
     enforce_eager: bool = False
     engine_start_timeout_s: float = Field(default=900.0, gt=0)
 
-    @field_validator("s3_allowed_buckets", "local_roots", mode="before")
+    @field_validator("s3_allowed_buckets", "local_roots", "kafka_bootstrap_servers", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         return _split_commas(value)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.kafka_security_protocol.startswith("SASL") and not (
+            self.kafka_sasl_mechanism and self.kafka_sasl_username and self.kafka_sasl_password
+        ):
+            raise ValueError(
+                "kafka_sasl_mechanism, kafka_sasl_username and kafka_sasl_password are required "
+                f"with kafka_security_protocol={self.kafka_security_protocol}"
+            )
+        return self
 
     def decode_limits(self) -> DecodeLimits:
         return DecodeLimits(

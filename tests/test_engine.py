@@ -54,9 +54,10 @@ def test_tiny_model_is_deterministic_for_a_seed(tmp_path: Path) -> None:
 
     first = digest(build_tiny_model(tmp_path / "a", seed=7))
     assert first == digest(build_tiny_model(tmp_path / "b", seed=7))
-    assert first["model.safetensors"] != digest(build_tiny_model(tmp_path / "c", seed=8))[
-        "model.safetensors"
-    ]
+    assert (
+        first["model.safetensors"]
+        != digest(build_tiny_model(tmp_path / "c", seed=8))["model.safetensors"]
+    )
 
 
 def test_many_in_flight_come_back_one_each_matched_to_their_request(

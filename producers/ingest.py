@@ -1,0 +1,38 @@
+"""Publish ingest events (for tools, the demo and tests)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kafka import KafkaProducer
+
+from producers.kafka_config import connection_config
+from producers.outcomes import headers
+from skyra_stream.messages import IngestEvent
+from skyra_stream.settings import Settings
+
+
+class IngestProducer:
+    def __init__(self, settings: Settings, **overrides: Any) -> None:
+        self.settings = settings
+        self._producer = KafkaProducer(
+            **{**connection_config(settings), "acks": "all", "retries": 10, **overrides}
+        )
+
+    def send(self, event: IngestEvent, topic: str | None = None) -> None:
+        self._producer.send(
+            topic or self.settings.ingest_topic,
+            key=event.video_id.encode(),
+            value=event.model_dump_json(exclude_none=True).encode(),
+            headers=headers("ingest_event", event.event_id),
+        )
+
+    def send_raw(self, value: bytes, key: bytes | None = None, topic: str | None = None) -> None:
+        """Any bytes, for tools that replay or fuzz the ingest topic."""
+        self._producer.send(topic or self.settings.ingest_topic, key=key, value=value)
+
+    def flush(self, timeout_s: float | None = None) -> None:
+        self._producer.flush(timeout=timeout_s)
+
+    def close(self) -> None:
+        self._producer.close()

@@ -1,0 +1,45 @@
+"""Prometheus metrics of the worker and the API, on one registry per process."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+STAGE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600)
+
+
+class Metrics:
+    """What operators alert on: throughput, outcomes, latency per stage, backlog, batch use."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.messages_in = Counter("skyra_messages_in", "Ingest messages read", registry=r)
+        self.events_in = Counter("skyra_events_in", "Ingest events parsed", registry=r)
+        self.verdicts = Counter("skyra_verdicts", "Verdicts published", ["label"], registry=r)
+        self.dead_letters = Counter(
+            "skyra_dead_letters", "Dead letters published", ["code"], registry=r
+        )
+        self.duplicates = Counter(
+            "skyra_duplicates_skipped", "Events joined to an in-flight copy", registry=r
+        )
+        self.stage_seconds = Histogram(
+            "skyra_stage_seconds",
+            "Seconds per stage",
+            ["stage"],
+            buckets=STAGE_BUCKETS,
+            registry=r,
+        )
+        self.in_flight = Gauge("skyra_in_flight_messages", "Messages being processed", registry=r)
+        self.engine_in_flight = Gauge(
+            "skyra_engine_in_flight", "Videos inside the engine", registry=r
+        )
+        self.engine_occupancy = Gauge(
+            "skyra_engine_batch_occupancy", "Engine in-flight / max_num_seqs", registry=r
+        )
+        self.partition_lag = Gauge(
+            "skyra_partition_lag",
+            "Messages behind the log end",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.paused = Gauge("skyra_partitions_paused", "1 while backpressure pauses", registry=r)

@@ -1,0 +1,128 @@
+"""Assemble the outgoing messages: a Verdict from an engine answer, a DeadLetter from a failure.
+
+Kept apart from the pipeline so that the CLI, the API and the worker produce byte-identical
+messages for the same input.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import socket
+from dataclasses import dataclass
+
+from skyra_stream import __version__
+from skyra_stream.engine import EngineResult
+from skyra_stream.errors import ErrorCode, SkyraError
+from skyra_stream.frames import SampledVideo
+from skyra_stream.messages import (
+    DeadLetter,
+    ErrorReason,
+    IngestEvent,
+    KafkaPosition,
+    ModelInfo,
+    Source,
+    Timings,
+    Verdict,
+    WorkerInfo,
+)
+from skyra_stream.prompt import model_frame_size
+from skyra_stream.response import parse_response
+from skyra_stream.settings import Settings
+
+MAX_RAW_DEAD_LETTER_BYTES = 64 << 10
+
+
+def worker_info(worker_id: str | None = None) -> WorkerInfo:
+    """Who made a verdict: the pod name on Kubernetes (HOSTNAME), else host and pid."""
+    wid = worker_id or os.environ.get("SKYRA_WORKER_ID") or f"{socket.gethostname()}:{os.getpid()}"
+    return WorkerInfo(id=wid, version=__version__)
+
+
+@dataclass(frozen=True, slots=True)
+class StageTimes:
+    """Seconds spent per stage for one video (None for a stage it never reached)."""
+
+    fetch: float | None = None
+    decode: float | None = None
+    queue: float | None = None
+    infer: float | None = None
+    total: float | None = None
+
+    def as_ms(self) -> Timings:
+        def ms(v: float | None) -> float | None:
+            return None if v is None else round(v * 1000, 1)
+
+        return Timings(
+            fetch=ms(self.fetch),
+            decode=ms(self.decode),
+            queue=ms(self.queue),
+            infer=ms(self.infer),
+            total=ms(self.total),
+        )
+
+
+def build_verdict(
+    *,
+    event: IngestEvent,
+    source: Source,
+    video: SampledVideo,
+    result: EngineResult,
+    model: ModelInfo,
+    worker: WorkerInfo,
+    times: StageTimes,
+    settings: Settings,
+) -> Verdict:
+    """The verdict for one answered video; boxes are normalised against the frame size the
+    processor fed the model."""
+    h, w = video.frames[0].shape[:2]
+    seen = model_frame_size(
+        w, h, min_pixels=settings.mm_min_pixels, max_pixels=settings.mm_max_pixels
+    )
+    parsed = parse_response(result.text, duration_s=video.info.duration_s, frame_size=seen)
+    return Verdict(
+        event_id=event.event_id,
+        video_id=event.video_id,
+        source=source,
+        status=parsed.status,
+        label=parsed.label,
+        fake_probability=result.fake_probability if parsed.label else None,
+        artifacts=parsed.artifacts,
+        cleared_regions=parsed.cleared_regions,
+        explanation=parsed.explanation,
+        raw_response=result.text,
+        video=video.info,
+        model=model,
+        timings_ms=times.as_ms(),
+        worker=worker,
+    )
+
+
+def build_dead_letter(
+    *,
+    raw: bytes,
+    error: SkyraError,
+    event: IngestEvent | None = None,
+    position: KafkaPosition | None = None,
+    attempts: int = 1,
+) -> DeadLetter:
+    """A dead letter that carries the original message, readable when it was UTF-8."""
+    raw = raw[:MAX_RAW_DEAD_LETTER_BYTES]
+    try:
+        text, encoding = raw.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        text, encoding = base64.b64encode(raw).decode("ascii"), "base64"
+    return DeadLetter(
+        event_id=event.event_id if event else None,
+        video_id=event.video_id if event else None,
+        raw=text,
+        raw_encoding=encoding,
+        reason=ErrorReason(code=error.code, message=error.message[:2000]),
+        source=position,
+        attempts=attempts,
+    )
+
+
+def internal_error(exc: BaseException) -> SkyraError:
+    """A bug or an unexpected library error still ends as a dead letter, never as a crash."""
+    return SkyraError(ErrorCode.INTERNAL_ERROR, f"unexpected {type(exc).__name__}: {exc}")
