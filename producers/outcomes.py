@@ -63,7 +63,7 @@ class OutcomePublisher:
             topic, value=value, key=key, headers=headers(kind, outcome.event_id)
         )
         sent.add_callback(lambda _meta: done.set_result(None))
-        sent.add_errback(lambda exc: done.set_exception(exc))
+        sent.add_errback(done.set_exception)
         return done
 
     def flush(self, timeout_s: float | None = None) -> None:

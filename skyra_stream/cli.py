@@ -7,15 +7,44 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
 from skyra_stream import __version__
+from skyra_stream.logs import configure_logging
 from skyra_stream.schemas import json_schemas, render, write_schemas
+from skyra_stream.settings import Settings
 
 app = typer.Typer(
     help="Grounded AI-generated-video verdicts with Skyra on vLLM.",
     no_args_is_help=True,
     add_completion=False,
 )
+
+
+def load_settings() -> Settings:
+    """Settings from the environment, or exit 2 with every invalid variable named."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        for err in exc.errors(include_url=False):
+            field = str(err["loc"][0]) if err["loc"] else ""
+            name = f"SKYRA_{field.upper()}" if field else "configuration"
+            typer.echo(f"invalid configuration: {name}: {err['msg']}", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def worker() -> None:
+    """Run the streaming worker: ingest topic -> verdict and dead-letter topics.
+
+    Configured entirely by SKYRA_* environment variables (see the README). Exits 0 after a
+    graceful SIGTERM drain, 1 when the engine or Kafka fails, 2 on invalid configuration.
+    """
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    from consumers.main import run_worker
+
+    raise typer.Exit(run_worker(settings))
 
 
 @app.command()
@@ -52,9 +81,8 @@ def inspect(
 
     from skyra_stream.errors import SkyraError
     from skyra_stream.frames import sample_video
-    from skyra_stream.settings import Settings
 
-    limits = Settings().decode_limits()
+    limits = load_settings().decode_limits()
     failed = False
     for path in paths:
         try:

@@ -1,0 +1,43 @@
+"""Which offset of a partition may be committed when messages finish out of order.
+
+Kafka commits a single position per partition: "everything below this is done". Videos
+finish in any order (a short clip overtakes a long one), so the committable position is the
+lowest offset still unfinished, or one past the highest finished when nothing is pending.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+
+
+@dataclass
+class PartitionOffsets:
+    """Offsets of one partition: started, finished, and the position safe to commit."""
+
+    pending: set[int] = field(default_factory=set)
+    _heap: list[int] = field(default_factory=list)
+    highest_finished: int = -1
+    committed: int | None = None
+
+    def started(self, offset: int) -> None:
+        self.pending.add(offset)
+        heapq.heappush(self._heap, offset)
+
+    def finished(self, offset: int) -> None:
+        self.pending.discard(offset)
+        self.highest_finished = max(self.highest_finished, offset)
+
+    def committable(self) -> int | None:
+        """The next offset to read after a restart, or None when nothing new is safe."""
+        while self._heap and self._heap[0] not in self.pending:
+            heapq.heappop(self._heap)
+        if self._heap:
+            position = self._heap[0]
+        elif self.highest_finished >= 0:
+            position = self.highest_finished + 1
+        else:
+            return None
+        if self.committed is not None and position <= self.committed:
+            return None
+        return position

@@ -1,0 +1,287 @@
+"""The streaming worker: ingest topic -> pipeline -> verdict / dead-letter topics -> commit.
+
+One thread owns the KafkaConsumer (kafka-python's consumer is not thread-safe): it polls,
+hands records to the pipeline, pauses and resumes partitions for backpressure, and commits.
+The pipeline's threads never touch the consumer; they report finished offsets through a
+queue that this thread drains. So a long inference never blocks polling, the group stays
+alive (poll keeps being called, with partitions paused while the window is full), and an
+offset is committed only once everything below it has been published and acknowledged.
+
+At-least-once, nothing lost: a crash before commit redelivers; a verdict published twice
+carries the same event_id, which consumers of the verdict topic use to drop duplicates.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
+from kafka.structs import OffsetAndMetadata
+
+from consumers.offsets import PartitionOffsets
+from producers.kafka_config import connection_config
+from skyra_stream.health import HealthState
+from skyra_stream.messages import KafkaPosition
+from skyra_stream.metrics import Metrics
+from skyra_stream.pipeline import Inbound, Pipeline
+from skyra_stream.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+EXIT_OK = 0
+EXIT_FATAL = 1
+
+
+@dataclass(frozen=True, slots=True)
+class _Finished:
+    tp: TopicPartition
+    offset: int
+    generation: int
+
+
+def make_consumer(settings: Settings, **overrides: Any) -> KafkaConsumer:
+    config: dict[str, Any] = {
+        **connection_config(settings),
+        "group_id": settings.group_id,
+        "enable_auto_commit": False,
+        "auto_offset_reset": settings.kafka_auto_offset_reset,
+        "max_poll_records": settings.kafka_max_poll_records,
+        "session_timeout_ms": settings.kafka_session_timeout_ms,
+        "heartbeat_interval_ms": max(1000, settings.kafka_session_timeout_ms // 3),
+        "max_poll_interval_ms": settings.kafka_max_poll_interval_ms,
+        "max_partition_fetch_bytes": max(1 << 20, settings.max_message_bytes + 1024),
+    }
+    config.update(overrides)
+    return KafkaConsumer(**config)
+
+
+class IngestWorker:
+    def __init__(
+        self,
+        settings: Settings,
+        pipeline: Pipeline,
+        *,
+        consumer: KafkaConsumer | None = None,
+        flush: Callable[[], None] | None = None,
+        metrics: Metrics | None = None,
+        health: HealthState | None = None,
+    ) -> None:
+        self.settings = settings
+        self.pipeline = pipeline
+        self.consumer = consumer or make_consumer(settings)
+        self.flush = flush or (lambda: None)
+        self.metrics = metrics or pipeline.metrics
+        self.health = health or HealthState()
+        self._finished: queue.SimpleQueue[_Finished] = queue.SimpleQueue()
+        self._offsets: dict[TopicPartition, PartitionOffsets] = {}
+        self._generation: dict[TopicPartition, int] = {}
+        self._stop = threading.Event()
+        self._paused = False
+        self._last_commit = 0.0
+        self._last_lag = 0.0
+        self.health.ready_when("partitions_assigned", lambda: bool(self._offsets))
+        self.health.ready_when("not_stopping", lambda: not self._stop.is_set())
+
+    # -- control ----------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask for a graceful stop (SIGTERM): stop taking work, drain, commit, exit 0."""
+        self._stop.set()
+
+    @property
+    def assignment(self) -> set[TopicPartition]:
+        return set(self._offsets)
+
+    # -- main loop --------------------------------------------------------------------------
+
+    def run(self) -> int:
+        self.consumer.subscribe([self.settings.ingest_topic], listener=_Rebalance(self))
+        log.info("worker_started", topic=self.settings.ingest_topic, group=self.settings.group_id)
+        try:
+            while not self._stop.is_set():
+                self.health.beat("poll")
+                if self.pipeline.failed is not None:
+                    return self._fatal()
+                self._drain_finished()
+                self._commit(force=False)
+                self._backpressure()
+                room = self.pipeline.window - self.pipeline.in_flight
+                records = self.consumer.poll(
+                    timeout_ms=200,
+                    max_records=max(1, min(room, self.settings.kafka_max_poll_records)),
+                )
+                self._dispatch(records)
+                self._update_lag()
+            return self._graceful()
+        finally:
+            self.health.forget("poll")
+
+    def _dispatch(self, records: dict[TopicPartition, Iterable[Any]]) -> None:
+        for tp, batch in records.items():
+            offsets = self._offsets.get(tp)
+            if offsets is None:
+                continue  # revoked while polling; the new owner reads these again
+            generation = self._generation[tp]
+            for record in batch:
+                offsets.started(record.offset)
+                position = KafkaPosition(
+                    topic=tp.topic, partition=tp.partition, offset=record.offset
+                )
+                self.pipeline.submit(
+                    Inbound(raw=record.value or b"", position=position),
+                    self._on_done(tp, record.offset, generation),
+                )
+
+    def _on_done(
+        self, tp: TopicPartition, offset: int, generation: int
+    ) -> Callable[[Inbound], None]:
+        def done(_: Inbound) -> None:
+            self._finished.put(_Finished(tp, offset, generation))
+
+        return done
+
+    def _drain_finished(self) -> int:
+        n = 0
+        while True:
+            try:
+                item = self._finished.get_nowait()
+            except queue.Empty:
+                return n
+            if self._generation.get(item.tp) == item.generation and item.tp in self._offsets:
+                self._offsets[item.tp].finished(item.offset)
+                n += 1
+
+    def _commit(self, *, force: bool, partitions: Iterable[TopicPartition] | None = None) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_commit < self.settings.kafka_commit_interval_s:
+            return
+        self._last_commit = now
+        chosen = list(partitions) if partitions is not None else list(self._offsets)
+        to_commit = {}
+        for tp in chosen:
+            offsets = self._offsets.get(tp)
+            position = offsets.committable() if offsets else None
+            if position is not None:
+                to_commit[tp] = OffsetAndMetadata(position, "", -1)
+        if not to_commit:
+            return
+        # Outcomes were acknowledged before their offsets were marked finished; flushing
+        # here as well keeps "publish before commit" true even for a custom sink.
+        self.flush()
+        self.consumer.commit(to_commit)
+        for tp, om in to_commit.items():
+            self._offsets[tp].committed = om.offset
+        log.debug(
+            "committed",
+            offsets={f"{t.topic}[{t.partition}]": o.offset for t, o in to_commit.items()},
+        )
+
+    def _backpressure(self) -> None:
+        full = self.pipeline.in_flight >= self.pipeline.window
+        if full and not self._paused and self._offsets:
+            self.consumer.pause(*self._offsets)
+            self._paused = True
+            self.metrics.paused.set(1)
+            log.info("paused", in_flight=self.pipeline.in_flight)
+        elif not full and self._paused:
+            self.consumer.resume(*self.consumer.paused())
+            self._paused = False
+            self.metrics.paused.set(0)
+            log.info("resumed", in_flight=self.pipeline.in_flight)
+
+    def _update_lag(self) -> None:
+        now = time.monotonic()
+        if now - self._last_lag < 5.0:
+            return
+        self._last_lag = now
+        for tp in list(self._offsets):
+            high = self.consumer.highwater(tp)
+            if high is None:
+                continue
+            try:
+                position = self.consumer.position(tp, timeout_ms=1000)
+            except Exception:  # position unknown during a rebalance
+                continue
+            if position is not None:
+                self.metrics.partition_lag.labels(tp.topic, str(tp.partition)).set(high - position)
+
+    # -- endings ----------------------------------------------------------------------------
+
+    def _graceful(self) -> int:
+        log.info(
+            "draining",
+            in_flight=self.pipeline.in_flight,
+            timeout_s=self.settings.shutdown_timeout_s,
+        )
+        if self._offsets:
+            self.consumer.pause(*self._offsets)
+        deadline = time.monotonic() + self.settings.shutdown_timeout_s
+        while self.pipeline.in_flight and time.monotonic() < deadline:
+            if self.pipeline.failed is not None:
+                return self._fatal()
+            self.health.beat("poll")
+            self.consumer.poll(timeout_ms=100)  # keeps the group session; partitions paused
+            self._drain_finished()
+            self._commit(force=False)
+        drained = self.pipeline.in_flight == 0
+        self._drain_finished()
+        self._commit(force=True)
+        self.consumer.close(autocommit=False)
+        log.info("stopped", drained=drained, abandoned=self.pipeline.in_flight)
+        return EXIT_OK
+
+    def _fatal(self) -> int:
+        """The engine or the sink failed: commit only what is finished, leave the rest to be
+        redelivered, and exit non-zero so the orchestrator restarts us."""
+        log.error("worker_fatal", error=repr(self.pipeline.failed))
+        self._stop.set()
+        self._drain_finished()
+        try:
+            self._commit(force=True)
+        except Exception:
+            log.warning("final_commit_failed", exc_info=True)
+        self.consumer.close(autocommit=False)
+        return EXIT_FATAL
+
+    # -- rebalance (called by kafka-python inside poll, on this thread) ----------------------
+
+    def revoked(self, partitions: Iterable[TopicPartition]) -> None:
+        partitions = [tp for tp in partitions if tp in self._offsets]
+        self._drain_finished()
+        try:
+            self._commit(force=True, partitions=partitions)
+        except Exception:
+            log.warning("commit_on_revoke_failed", exc_info=True)
+        for tp in partitions:
+            # Work still running for these offsets is dropped from bookkeeping; the new
+            # owner reads them again (a duplicate verdict at worst, same event_id).
+            del self._offsets[tp]
+            self._generation[tp] = self._generation.get(tp, 0) + 1
+        self._paused = False
+        log.info("partitions_revoked", partitions=[f"{t.topic}[{t.partition}]" for t in partitions])
+
+    def assigned(self, partitions: Iterable[TopicPartition]) -> None:
+        for tp in partitions:
+            self._offsets[tp] = PartitionOffsets()
+            self._generation[tp] = self._generation.get(tp, 0) + 1
+        log.info(
+            "partitions_assigned",
+            partitions=sorted(f"{t.topic}[{t.partition}]" for t in self._offsets),
+        )
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, worker: IngestWorker) -> None:
+        self.worker = worker
+
+    def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        self.worker.revoked(revoked)
+
+    def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        self.worker.assigned(assigned)
