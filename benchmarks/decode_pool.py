@@ -8,7 +8,7 @@ worker does under load; arms alternate over `--repeats` rounds and medians are k
 Last line, for scripts: `ratio processes_vs_threads=<x.xx>` (videos/s of processes over
 threads; above 1 means processes are faster).
 
-    python benchmarks/decode_pool.py [--clips 16] [--workers 2] [--repeats 3]
+    python -m benchmarks.decode_pool [--clips 16] [--workers 2] [--repeats 3]
 """
 
 from __future__ import annotations

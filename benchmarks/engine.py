@@ -11,9 +11,9 @@ vision encoder + prefill (a 1-token request), and each decode step.
 Last line, for scripts: `ratio b/a=<x.xx> b/c=<x.xx>`.
 
 CPU (tiny random model, built on the fly):
-    python benchmarks/engine.py
+    python -m benchmarks.engine
 GPU (the real Qwen2.5-VL-7B architecture with random weights; needs vLLM with CUDA):
-    python benchmarks/engine.py --gpu --videos 64 --max-tokens 512
+    python -m benchmarks.engine --gpu --videos 64 --max-tokens 512
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ same machine noise. Last line, for scripts: `ratio long_vs_naive=<x.xx> long_vs_
 (long_vs_naive: how many times faster the sampler is than the baseline on the long clip;
 long_vs_short: the sampler's cost on the long clip over its cost on the short one).
 
-    python benchmarks/frames.py [--repeats 3] [--out bench-out]
+    python -m benchmarks.frames [--repeats 3] [--out bench-out]
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ compiles the grammar once before anything is timed.
 Last line, for scripts:
 `ratio regex_vs_off_per_token=<x.xx> parse_ok_off=<n>/<N> parse_ok_regex=<n>/<N>`.
 
-    python benchmarks/guided.py [--videos 8] [--max-tokens 256]
+    python -m benchmarks.guided [--videos 8] [--max-tokens 256]
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ tiny model.
    worker's process tree is sampled every 0.2 s.
 Last line, for scripts: `ratio e2e_vs_engine=<x.xx> rss_backlog_vs_small=<x.xx>`.
 
-    python benchmarks/worker.py [--videos 16] [--backlog 5000] [--small 50]
+    python -m benchmarks.worker [--videos 16] [--backlog 5000] [--small 50]
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from pathlib import Path
 
 import boto3
 import psutil
-from moto.server import ThreadedMotoServer
 
 from consumers.worker import IngestWorker
 from producers.ingest import IngestProducer
@@ -200,6 +199,11 @@ def main() -> int:
     ap.add_argument("--small", type=int, default=50)
     ap.add_argument("--rss-seconds", type=float, default=90.0)
     args = ap.parse_args()
+    # Imported here, not at the top: vLLM's workers re-import this module (spawn), and its
+    # CPU kernel rebinding walks every loaded module, tripping over Flask's context proxies
+    # that moto brings in ("Working outside of application context").
+    from moto.server import ThreadedMotoServer
+
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from pydantic import ValidationError
+from rich.console import Console
 
 from skyra_stream import __version__
 from skyra_stream.logs import configure_logging
@@ -45,6 +46,184 @@ def worker() -> None:
     from consumers.main import run_worker
 
     raise typer.Exit(run_worker(settings))
+
+
+def _engine_settings(model: Path | None) -> Settings:
+    settings = load_settings()
+    if model is not None:
+        settings = settings.model_copy(update={"model_path": model})
+    if settings.model_path is None:
+        typer.echo(
+            "no model: pass --model DIR or set SKYRA_MODEL_PATH "
+            "(`skyra-stream tiny-model DIR` writes a tiny untrained one for trying)",
+            err=True,
+        )
+        raise typer.Exit(1)
+    return settings
+
+
+@app.command()
+def analyze(
+    paths: Annotated[
+        list[str], typer.Argument(help="Video files, folders (recursive) and s3://bucket/key URIs.")
+    ],
+    model: Annotated[
+        Path | None, typer.Option(help="Model folder (default SKYRA_MODEL_PATH).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Write JSON lines here, not to stdout.")] = None,
+    render: Annotated[
+        Path | None, typer.Option(help="Write a PNG evidence sheet per video into this folder.")
+    ] = None,
+) -> None:
+    """Analyse videos without Kafka: one JSON line per input, a Verdict or a rejection.
+
+    Exit codes: 0 every input got a verdict, 2 some input was rejected (the line says why,
+    with the dead-letter code), 1 usage or engine error.
+    """
+    import hashlib
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from skyra_stream.analyze import Analyzer, collect_inputs
+    from skyra_stream.engine import EngineDeadError, VerdictEngine
+    from skyra_stream.messages import Verdict
+    from skyra_stream.render import render_sheet
+
+    try:
+        sources = collect_inputs(paths)
+    except FileNotFoundError as exc:
+        typer.echo(f"no such file or folder: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if not sources:
+        typer.echo("no video files found", err=True)
+        raise typer.Exit(1)
+    settings = _engine_settings(model)
+    buckets = {s[5:].split("/", 1)[0] for s in sources if s.startswith("s3://")}
+    settings = settings.model_copy(
+        update={"s3_allowed_buckets": sorted(set(settings.s3_allowed_buckets) | buckets)}
+    )
+    configure_logging(settings.log_level if settings.log_level != "INFO" else "WARNING", "console")
+    _warn_if_tiny(settings.model_path)
+    sink = out.open("w", encoding="utf-8") if out else sys.stdout
+    rejected = 0
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        transient=True,
+        console=_stderr_console(),
+    )
+    try:
+        with progress, VerdictEngine(settings) as engine:
+            task = progress.add_task("analysing", total=len(sources))
+            for item in Analyzer(settings, engine).run(sources):
+                sink.write(item.outcome.model_dump_json() + "\n")
+                sink.flush()
+                progress.advance(task)
+                if not isinstance(item.outcome, Verdict):
+                    rejected += 1
+                elif render is not None:
+                    digest = hashlib.sha256(item.source.encode()).hexdigest()[:8]
+                    name = f"{Path(item.source).stem}-{digest}.png"
+                    render_sheet(
+                        item.frames,
+                        item.outcome,
+                        render / name,
+                        title=item.source,
+                    )
+    except EngineDeadError as exc:
+        typer.echo(f"engine failed: {exc}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        if out:
+            sink.close()
+    raise typer.Exit(2 if rejected else 0)
+
+
+def _stderr_console() -> Console:
+    return Console(stderr=True)
+
+
+def _warn_if_tiny(model: Path | None) -> None:
+    from skyra_stream.tiny_model import is_tiny_model
+
+    if model is not None and is_tiny_model(model):
+        typer.echo(
+            "note: this is the tiny UNTRAINED test model; its verdicts are random. "
+            "Point --model at a real Skyra checkpoint (e.g. /path/to/Skyra-RL) on a GPU.",
+            err=True,
+        )
+
+
+@app.command()
+def produce(
+    paths: Annotated[
+        list[str] | None, typer.Argument(help="Local videos or folders to upload and announce.")
+    ] = None,
+    bucket: Annotated[
+        str | None,
+        typer.Option(help="Upload bucket (default: the first of SKYRA_S3_ALLOWED_BUCKETS)."),
+    ] = None,
+    prefix: Annotated[str, typer.Option(help="Key prefix for uploads.")] = "",
+    from_s3: Annotated[
+        str | None,
+        typer.Option("--from", help="Announce every object under this s3://bucket/prefix."),
+    ] = None,
+    rate: Annotated[float | None, typer.Option(help="At most this many events per second.")] = None,
+    topic: Annotated[
+        str | None, typer.Option(help="Ingest topic (default SKYRA_INGEST_TOPIC).")
+    ] = None,
+) -> None:
+    """Publish ingest events to Kafka and print each one sent (one JSON line per event)."""
+    from producers.tool import list_prefix, publish, upload_files
+
+    settings = load_settings()
+    if topic:
+        settings = settings.model_copy(update={"ingest_topic": topic})
+    if not paths and not from_s3:
+        typer.echo("give local PATHS to upload, or --from s3://bucket/prefix", err=True)
+        raise typer.Exit(1)
+    target = bucket or (settings.s3_allowed_buckets[0] if settings.s3_allowed_buckets else None)
+    if paths and not target:
+        typer.echo("no bucket: pass --bucket or set SKYRA_S3_ALLOWED_BUCKETS", err=True)
+        raise typer.Exit(1)
+    try:
+        events = list(upload_files(settings, paths, target, prefix)) if paths and target else []
+        if from_s3:
+            events.extend(list_prefix(settings, from_s3))
+    except (FileNotFoundError, ValueError) as exc:
+        typer.echo(f"cannot produce: {exc}", err=True)
+        raise typer.Exit(1) from None
+    sent = 0
+    for event in publish(settings, events, rate):
+        typer.echo(event.model_dump_json(exclude_none=True))
+        sent += 1
+    typer.echo(f"sent {sent} events to {settings.ingest_topic}", err=True)
+
+
+@app.command()
+def demo(
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            help="A real Skyra checkpoint (GPU); the tiny untrained model is built when omitted."
+        ),
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Where videos, sheets and logs go.")] = Path("demo-out"),
+    timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for the worker and verdicts.")
+    ] = 300.0,
+) -> None:
+    """Run the whole pipeline on this machine: broker, S3, worker, live verdicts, sheets.
+
+    Needs no GPU and no services (the broker and S3 run on loopback and are stopped at the
+    end). Exit code 0 when every event got its verdict or dead letter.
+    """
+    from consumers.demo import run_demo
+
+    configure_logging("WARNING", "console")
+    raise typer.Exit(run_demo(out, model, timeout))
 
 
 @app.command()

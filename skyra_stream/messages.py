@@ -177,3 +177,12 @@ class DeadLetter(_Message):
     source: KafkaPosition | None = None
     attempts: int = Field(default=1, ge=1)
     created_at: datetime = Field(default_factory=_utcnow)
+
+
+class Rejection(_Message):
+    """The CLI's and the API's answer for an input that got no verdict (same codes)."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    source: str
+    status: Literal["rejected"] = "rejected"
+    error: ErrorReason

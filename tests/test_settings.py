@@ -15,8 +15,11 @@ from skyra_stream.settings import Settings
 SKYRA = str(Path(sys.executable).with_name("skyra-stream"))
 
 OPERATOR_NAMES = {
-    "SKYRA_KAFKA_BOOTSTRAP_SERVERS": ("kafka_bootstrap_servers", "b1:9092,b2:9092",
-                                      ["b1:9092", "b2:9092"]),
+    "SKYRA_KAFKA_BOOTSTRAP_SERVERS": (
+        "kafka_bootstrap_servers",
+        "b1:9092,b2:9092",
+        ["b1:9092", "b2:9092"],
+    ),
     "SKYRA_GROUP_ID": ("group_id", "g", "g"),
     "SKYRA_INGEST_TOPIC": ("ingest_topic", "in", "in"),
     "SKYRA_VERDICT_TOPIC": ("verdict_topic", "out", "out"),
@@ -40,16 +43,21 @@ def test_operator_variable_names(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_sasl_needs_credentials() -> None:
     with pytest.raises(ValidationError, match="kafka_sasl_mechanism"):
         Settings(kafka_security_protocol="SASL_SSL")
-    ok = Settings(kafka_security_protocol="SASL_SSL", kafka_sasl_mechanism="SCRAM-SHA-512",
-                  kafka_sasl_username="u", kafka_sasl_password="hunter2-secret")
+    ok = Settings(
+        kafka_security_protocol="SASL_SSL",
+        kafka_sasl_mechanism="SCRAM-SHA-512",
+        kafka_sasl_username="u",
+        kafka_sasl_password="hunter2-secret",
+    )
     assert ok.kafka_sasl_password is not None
     assert "hunter2-secret" not in repr(ok)  # secrets stay out of logs
 
 
 def test_invalid_configuration_fails_at_start_naming_the_variable() -> None:
     env = {**os.environ, "SKYRA_MAX_NUM_SEQS": "lots", "SKYRA_HTTP_PORT": "99999"}
-    proc = subprocess.run([SKYRA, "worker"], env=env, capture_output=True, text=True,
-                          timeout=60, check=False)
+    proc = subprocess.run(
+        [SKYRA, "worker"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
     assert proc.returncode == 2
     assert "SKYRA_MAX_NUM_SEQS" in proc.stderr
     assert "SKYRA_HTTP_PORT" in proc.stderr

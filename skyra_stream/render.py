@@ -1,0 +1,120 @@
+"""Evidence sheets: the 16 frames the model saw, with its findings drawn where it put them.
+
+Reviewers look at this instead of reading JSON: a header with the verdict and P(fake), then
+the frames in time order, each labelled with its timestamp; every artifact whose time span
+covers a frame has its box drawn on that frame with the artifact type as a label.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image, ImageDraw, ImageFont
+
+from skyra_stream.messages import Artifact, Verdict
+
+COLUMNS = 4
+PAD = 8
+HEADER_H = 64
+LABEL_H = 18
+BACKGROUND = (24, 24, 28)
+TEXT = (235, 235, 235)
+MUTED = (160, 160, 170)
+FAKE = (230, 57, 70)
+REAL = (46, 196, 120)
+UNKNOWN = (240, 180, 40)
+BOX_COLORS = [
+    (255, 99, 71),
+    (255, 215, 0),
+    (0, 191, 255),
+    (186, 85, 211),
+    (50, 205, 50),
+    (255, 140, 0),
+    (255, 105, 180),
+    (64, 224, 208),
+]
+
+
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1 has one bitmap size only
+        return ImageFont.load_default()
+
+
+def artifacts_at(artifacts: Sequence[Artifact], t: float, tolerance: float) -> list[Artifact]:
+    """Artifacts whose time span covers `t` (a span with no times covers every frame)."""
+    out = []
+    for a in artifacts:
+        if (
+            a.start_s is None
+            or a.end_s is None
+            or a.start_s - tolerance <= t <= a.end_s + tolerance
+        ):
+            out.append(a)
+    return out
+
+
+def render_sheet(
+    frames: Sequence[npt.NDArray[np.uint8]], verdict: Verdict, out: Path, *, title: str = ""
+) -> Path:
+    """Write the evidence sheet PNG for one video and return its path."""
+    stamps = verdict.video.timestamps_s
+    cell_h = max(f.shape[0] for f in frames)
+    cell_w = max(f.shape[1] for f in frames)
+    rows = math.ceil(len(frames) / COLUMNS)
+    width = PAD + COLUMNS * (cell_w + PAD)
+    height = HEADER_H + rows * (cell_h + LABEL_H + PAD) + PAD
+    sheet = Image.new("RGB", (width, height), BACKGROUND)
+    draw = ImageDraw.Draw(sheet)
+    _header(draw, verdict, width, title)
+    types = list(dict.fromkeys(a.type for a in verdict.artifacts))
+    colors = {t: BOX_COLORS[i % len(BOX_COLORS)] for i, t in enumerate(types)}
+    spacing = (stamps[-1] - stamps[0]) / max(1, len(stamps) - 1) if len(stamps) > 1 else 0.0
+    small = _font(13)
+    for i, frame in enumerate(frames):
+        x = PAD + (i % COLUMNS) * (cell_w + PAD)
+        y = HEADER_H + (i // COLUMNS) * (cell_h + LABEL_H + PAD)
+        h, w = frame.shape[:2]
+        sheet.paste(Image.fromarray(frame), (x, y + LABEL_H))
+        t = stamps[i] if i < len(stamps) else 0.0
+        here = artifacts_at(verdict.artifacts, t, spacing / 2)
+        draw.text((x, y + 2), f"#{i + 1:02d}  T={t:.2f}s", fill=TEXT if here else MUTED, font=small)
+        for a in here:
+            if a.bbox is None:
+                continue
+            color = colors.get(a.type, BOX_COLORS[0])
+            x1, y1, x2, y2 = a.bbox
+            box = (x + x1 * w, y + LABEL_H + y1 * h, x + x2 * w, y + LABEL_H + y2 * h)
+            draw.rectangle(box, outline=color, width=3)
+            label = a.type if a.in_taxonomy else f"{a.type} (?)"
+            tw = draw.textlength(label, font=small)
+            ty = max(y + LABEL_H, box[1] - 16)
+            draw.rectangle((box[0], ty, box[0] + tw + 6, ty + 15), fill=color)
+            draw.text((box[0] + 3, ty), label, fill=(0, 0, 0), font=small)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(out, format="PNG", optimize=True)
+    return out
+
+
+def _header(draw: ImageDraw.ImageDraw, verdict: Verdict, width: int, title: str) -> None:
+    big, small = _font(26), _font(14)
+    label = (verdict.label or "no answer").upper()
+    color = FAKE if verdict.label == "fake" else REAL if verdict.label == "real" else UNKNOWN
+    draw.rectangle((0, 0, width, HEADER_H - 6), fill=(36, 36, 42))
+    draw.text((PAD, 8), label, fill=color, font=big)
+    p = verdict.fake_probability
+    detail = f"P(fake) = {p:.3f}" if p is not None else "P(fake) = n/a"
+    detail += f"   artifacts: {len(verdict.artifacts)}   status: {verdict.status}"
+    offset = PAD + draw.textlength(label, font=big) + 16
+    draw.text((offset, 14), detail, fill=TEXT, font=small)
+    info = verdict.video
+    meta = (
+        f"{title or verdict.video_id}   {info.width}x{info.height} {info.codec} "
+        f"{info.duration_s:.1f}s   model {verdict.model.name}"
+    )
+    draw.text((PAD, 38), meta[:160], fill=MUTED, font=small)
