@@ -226,6 +226,80 @@ def demo(
     raise typer.Exit(run_demo(out, model, timeout))
 
 
+@app.command("eval")
+def evaluate(
+    out: Annotated[Path, typer.Option(help="Folder for predictions, metrics and charts.")],
+    bench_root: Annotated[
+        Path | None, typer.Option(help="ViF-Bench root: Real/ and one folder per generator.")
+    ] = None,
+    model: Annotated[
+        Path | None, typer.Option(help="Model folder (default SKYRA_MODEL_PATH).")
+    ] = None,
+    predictions: Annotated[
+        Path | None,
+        typer.Option(help="Score this predictions file (ours, or the reference JSON) instead."),
+    ] = None,
+) -> None:
+    """Evaluate on ViF-Bench: paired balanced accuracy, fake recall and fake F1 per generator.
+
+    Resumable: predictions go to OUT/predictions.jsonl as they come, and a rerun skips the
+    clips already there. Writes metrics.json, metrics.csv and a bar chart per metric.
+    """
+    from skyra_stream.evaluation import (
+        METRICS,
+        Checkpoint,
+        Prediction,
+        discover,
+        read_predictions,
+        score,
+        write_report,
+    )
+
+    if predictions is None and bench_root is None:
+        typer.echo("give --bench-root (run the model) or --predictions (score a file)", err=True)
+        raise typer.Exit(1)
+    if predictions is None:
+        assert bench_root is not None
+        checkpoint = Checkpoint(out / "predictions.jsonl")
+        try:
+            clips = [
+                c for c in discover(bench_root) if (c.source, c.clip_id) not in checkpoint.done
+            ]
+        except FileNotFoundError as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(1) from None
+        if clips:
+            from skyra_stream.analyze import Analyzer
+            from skyra_stream.engine import VerdictEngine
+            from skyra_stream.messages import Verdict
+
+            settings = _engine_settings(model)
+            _warn_if_tiny(settings.model_path)
+            by_path = {str(c.path): c for c in clips}
+            with VerdictEngine(settings) as engine:
+                for item in Analyzer(settings, engine).run(list(by_path)):
+                    clip = by_path[item.source]
+                    verdict = item.outcome if isinstance(item.outcome, Verdict) else None
+                    checkpoint.append(
+                        Prediction(
+                            source=clip.source,
+                            clip_id=clip.clip_id,
+                            label=verdict.label if verdict else None,
+                            fake_probability=verdict.fake_probability if verdict else None,
+                        )
+                    )
+        predictions = checkpoint.path
+    scores, means = score(read_predictions(predictions))
+    written = write_report(scores, means, out)
+    for s in scores:
+        typer.echo(
+            f"{s.generator:<28} pairs={s.pairs:<5} "
+            + "  ".join(f"{m}={getattr(s, m) * 100:6.2f}" for m in METRICS)
+        )
+    typer.echo(f"{'mean':<28} {'':11}" + "  ".join(f"{m}={means[m] * 100:6.2f}" for m in METRICS))
+    typer.echo(f"wrote {', '.join(str(p) for p in written)}", err=True)
+
+
 @app.command()
 def version() -> None:
     """Print the installed version."""
