@@ -9,6 +9,7 @@ arrive, renders evidence sheets, and shuts everything down, leaving no process b
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -58,6 +59,8 @@ def run_demo(out: Path, model: Path | None, timeout_s: float = 240.0) -> int:
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
     from moto.server import ThreadedMotoServer  # noqa: PLC0415 - dev extra, demo only
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
 
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     moto.start()
@@ -137,9 +140,9 @@ def _start_worker(
         "SKYRA_WORKER_ID": "demo-worker",
     }
     if is_tiny_model(model):
-        env.setdefault("SKYRA_MAX_TOKENS", "96")
+        env.setdefault("SKYRA_MAX_TOKENS", "1200")  # room for the grammar's longest form
         env.setdefault("SKYRA_GUIDED", "regex")  # so the untrained model's answers parse
-        env.setdefault("SKYRA_GUIDED_MAX_TEXT_CHARS", "60")
+        env.setdefault("SKYRA_GUIDED_MAX_TEXT_CHARS", "20")
         env.setdefault("SKYRA_KV_CACHE_BYTES", str(256 << 20))
         env.setdefault("SKYRA_MM_MAX_PIXELS", str(160 * 28 * 28))
     log_path.parent.mkdir(parents=True, exist_ok=True)

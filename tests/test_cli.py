@@ -1,0 +1,146 @@
+"""The command line as a user drives it: subprocesses, real files, real broker and S3."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from skyra_stream.samples import VideoSpec, write_video
+
+SKYRA = str(Path(sys.executable).with_name("skyra-stream"))
+ENGINE_ENV = {
+    "SKYRA_MAX_TOKENS": "800",  # room for the grammar's longest form
+    "SKYRA_GUIDED": "regex",  # the untrained model then always answers in the contract's form
+    "SKYRA_GUIDED_MAX_TEXT_CHARS": "10",
+    "SKYRA_KV_CACHE_BYTES": str(128 << 20),
+    "SKYRA_MM_MAX_PIXELS": str(160 * 28 * 28),
+}
+
+
+def run(*args: str, timeout: float = 600, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [SKYRA, *args],
+        env={**os.environ, **ENGINE_ENV, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["analyze", "produce", "eval", "demo", "worker", "tiny-model", "schema", "inspect", "samples"],
+)
+def test_every_command_explains_itself(command: str) -> None:
+    proc = run(command, "--help", timeout=60)
+    assert proc.returncode == 0
+    assert "Usage" in proc.stdout
+
+
+def test_analyze_usage_errors_exit_1(tmp_path: Path, tiny_model: Path) -> None:
+    assert run("analyze", str(tmp_path / "missing.mp4"), "--model", str(tiny_model)).returncode == 1
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert run("analyze", str(empty), "--model", str(tiny_model)).returncode == 1
+
+
+def test_analyze_folder_writes_verdicts_rejections_and_sheets(
+    tmp_path: Path, tiny_model: Path
+) -> None:
+    videos = tmp_path / "in"
+    write_video(videos / "a.mp4", VideoSpec(seed=1))
+    write_video(videos / "nested" / "b.webm", VideoSpec(codec="libvpx-vp9", seed=2))
+    (videos / "c.mp4").write_text("not a video")
+    (videos / "notes.txt").write_text("ignored: not a video extension")
+    out, sheets = tmp_path / "out.jsonl", tmp_path / "sheets"
+    proc = run(
+        "analyze",
+        str(videos),
+        "--model",
+        str(tiny_model),
+        "--out",
+        str(out),
+        "--render",
+        str(sheets),
+    )
+    assert proc.returncode == 2, proc.stderr[-3000:]  # one input was rejected
+    assert "UNTRAINED" in proc.stderr
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    by_source = {
+        Path(doc["video_id"] if "video_id" in doc else doc["source"]).name: doc for doc in lines
+    }
+    assert set(by_source) == {"a.mp4", "b.webm", "c.mp4"}
+    assert by_source["c.mp4"]["status"] == "rejected"
+    assert by_source["c.mp4"]["error"]["code"] == "not_a_video"
+    for name in ("a.mp4", "b.webm"):
+        verdict = by_source[name]
+        assert verdict["status"] == "ok"
+        assert verdict["label"] in ("fake", "real")
+        assert verdict["video"]["frames_sampled"] == 16
+    assert sorted(p.name.split("-")[0] for p in sheets.glob("*.png")) == ["a", "b"]
+
+
+def test_eval_runs_resumes_and_scores(tmp_path: Path, tiny_model: Path) -> None:
+    root = tmp_path / "bench"
+    for source in ("Real", "sora-2"):
+        for i in range(2):
+            write_video(root / source / f"clip{i}.mp4", VideoSpec(frames=20, seed=i))
+    out = tmp_path / "eval"
+    first = run("eval", "--bench-root", str(root), "--out", str(out), "--model", str(tiny_model))
+    assert first.returncode == 0, first.stderr[-3000:]
+    predictions = (out / "predictions.jsonl").read_text().splitlines()
+    assert len(predictions) == 4
+    assert "sora-2" in first.stdout
+    assert "mean" in first.stdout
+    for name in (
+        "metrics.json",
+        "metrics.csv",
+        "balanced_accuracy.png",
+        "fake_recall.png",
+        "fake_f1.png",
+    ):
+        assert (out / name).exists(), name
+    again = run(
+        "eval",
+        "--bench-root",
+        str(root),
+        "--out",
+        str(out),
+        "--model",
+        str(tiny_model),
+        timeout=120,
+    )
+    assert again.returncode == 0
+    assert "UNTRAINED" not in again.stderr  # nothing left to run: the engine never started
+    assert (out / "predictions.jsonl").read_text().splitlines() == predictions
+
+
+def test_demo_end_to_end_and_leaves_no_process_behind(tmp_path: Path) -> None:
+    before = {p.pid for p in psutil.process_iter()}
+    proc = subprocess.run(
+        [SKYRA, "demo", "--out", str(tmp_path / "demo")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "6 of 6 events answered" in proc.stderr
+    assert "dead letter: not_a_video" in proc.stderr
+    assert "UNTRAINED" in proc.stderr
+    assert len(list((tmp_path / "demo" / "sheets").glob("*.png"))) == 5
+    leftovers = [
+        p
+        for p in psutil.process_iter(["pid", "cmdline"])
+        if p.pid not in before
+        and p.info["cmdline"]
+        and any("tansu" in c or c.endswith("skyra-stream") for c in p.info["cmdline"])
+    ]
+    assert leftovers == []
