@@ -247,6 +247,16 @@ def _table(results: dict[str, Verdict | DeadLetter], wanted: dict[str, IngestEve
     return table
 
 
+def _summary(outcome: Verdict | DeadLetter | None) -> str:
+    if outcome is None:
+        return "no answer in time"
+    if isinstance(outcome, DeadLetter):
+        return f"dead letter {outcome.reason.code}: {outcome.reason.message[:80]}"
+    p = "n/a" if outcome.fake_probability is None else f"{outcome.fake_probability:.3f}"
+    return (f"{outcome.label or outcome.status}, P(fake) {p}, "
+            f"{len(outcome.artifacts)} artifact(s)")
+
+
 def _render(
     results: dict[str, Verdict | DeadLetter],
     events: dict[str, IngestEvent],

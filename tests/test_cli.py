@@ -133,7 +133,7 @@ def test_demo_end_to_end_and_leaves_no_process_behind(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "6 of 6 events answered" in proc.stderr
-    assert "dead letter: not_a_video" in proc.stderr
+    assert "broken-upload.mp4: dead letter not_a_video" in proc.stderr
     assert "UNTRAINED" in proc.stderr
     assert len(list((tmp_path / "demo" / "sheets").glob("*.png"))) == 5
     leftovers = [
