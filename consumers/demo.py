@@ -107,9 +107,15 @@ def run_demo(out: Path, model: Path | None, timeout_s: float = 240.0) -> int:
         finally:
             if worker is not None:
                 code = _stop_worker(worker)
-                console.print(f"[bold]worker[/] stopped (exit {code})")
+                console.print(f"\n[bold]worker[/] stopped (exit {code})")
             moto.stop()
     missing = len(events) - len(results)
+    for event in events:
+        console.print(
+            f"  {event.video_id}: {_summary(results.get(event.event_id))}",
+            highlight=False,
+            soft_wrap=True,
+        )
     console.print(
         f"[bold]evidence sheets[/] in {out / 'sheets'} ({len(sheets)} files); "
         f"logs in {out / 'logs'}"
@@ -253,8 +259,7 @@ def _summary(outcome: Verdict | DeadLetter | None) -> str:
     if isinstance(outcome, DeadLetter):
         return f"dead letter {outcome.reason.code}: {outcome.reason.message[:80]}"
     p = "n/a" if outcome.fake_probability is None else f"{outcome.fake_probability:.3f}"
-    return (f"{outcome.label or outcome.status}, P(fake) {p}, "
-            f"{len(outcome.artifacts)} artifact(s)")
+    return f"{outcome.label or outcome.status}, P(fake) {p}, {len(outcome.artifacts)} artifact(s)"
 
 
 def _render(
