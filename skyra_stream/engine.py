@@ -295,7 +295,7 @@ class VerdictEngine:
 
     @property
     def ready(self) -> bool:
-        return self._started and self._dead is None and self._llm is not None
+        return self._started and self._llm is not None and self.dead is None
 
     @property
     def dead(self) -> BaseException | None:

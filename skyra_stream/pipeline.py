@@ -136,7 +136,9 @@ class Pipeline:
 
     @property
     def failed(self) -> BaseException | None:
-        return self._fatal
+        """The fatal error, if any: a failed publish, or an engine that died (even while idle,
+        so that the worker exits instead of holding partitions it cannot serve)."""
+        return self._fatal or self.engine.dead
 
     # -- entry ------------------------------------------------------------------------------
 

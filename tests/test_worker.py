@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import psutil
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
@@ -446,3 +447,28 @@ def test_two_workers_split_the_partitions_and_handle_each_event_once(stack: Stac
     finally:
         w1.kill()
         w2.kill()
+
+
+def test_dead_engine_stops_the_worker_without_committing_unfinished_work(stack: Stack) -> None:
+    topics = stack.topics("dead")
+    worker = Worker(stack, topics, "dead-engine")
+    try:
+        worker.wait_ready()
+        engine_procs = psutil.Process(worker.proc.pid).children(recursive=True)
+        assert engine_procs, "vLLM runs its engine in child processes"
+        for proc in engine_procs:
+            proc.kill()
+        prod = producer(stack, topics)
+        event = good_event(0, "dead")
+        prod.send(event)
+        prod.flush()
+        code = worker.wait(240)
+    finally:
+        worker.kill()
+    assert code == 1, worker.tail()
+    assert b"worker_fatal" in worker.log_path.read_bytes()
+    verdicts, dead = outcomes(stack, topics)
+    assert event.event_id not in {v["event_id"] for v in verdicts}
+    assert event.event_id not in {d["event_id"] for d in dead}  # not blamed on the input
+    committed, _ = committed_vs_end(stack, topics)
+    assert sum(committed.values()) == 0  # left for a healthy worker to redeliver
