@@ -38,6 +38,7 @@ from vllm.sampling_params import StructuredOutputsParams
 from vllm.v1.engine.async_llm import AsyncLLM
 from vllm.v1.engine.exceptions import EngineDeadError as VllmEngineDeadError
 
+from skyra_stream.admission import PriorityWindow
 from skyra_stream.confidence import fake_probability
 from skyra_stream.errors import ErrorCode, SkyraError
 from skyra_stream.grammar import output_regex
@@ -57,6 +58,8 @@ class EngineRequest:
     request_id: str
     frames: Sequence[npt.NDArray[np.uint8]]
     timestamps_s: Sequence[float]
+    # Lower goes first: synchronous API callers use a negative priority to overtake the
+    # Kafka backlog in the in-flight window (and in vLLM's scheduler with the priority policy).
     priority: int = 0
 
 
@@ -126,6 +129,7 @@ def engine_kwargs(settings: Settings, *, max_model_len: int | None = None) -> di
         "load_format": settings.load_format,
         "enforce_eager": settings.enforce_eager,
         "max_logprobs": max(20, settings.top_logprobs),
+        "scheduling_policy": settings.scheduling_policy,
     }
     if max_model_len or settings.max_model_len:
         kwargs["max_model_len"] = max_model_len or settings.max_model_len
@@ -228,7 +232,7 @@ class VerdictEngine:
             target=self._loop.run_forever, name="vllm-engine", daemon=True
         )
         self._llm: Any = None
-        self._window: asyncio.Semaphore | None = None
+        self._window: PriorityWindow | None = None
         self._dead: BaseException | None = None
         self._in_flight = 0
         self.peak_in_flight = 0
@@ -255,7 +259,7 @@ class VerdictEngine:
         self.max_model_len = max_len
         args = AsyncEngineArgs(**engine_kwargs(self.settings, max_model_len=max_len))
         self._llm = AsyncLLM.from_engine_args(args)
-        self._window = asyncio.Semaphore(self.settings.max_in_flight)
+        self._window = PriorityWindow(self.settings.max_in_flight)
         log.info(
             "engine_started",
             model=model_name(self.settings),
@@ -329,6 +333,10 @@ class VerdictEngine:
             exc = future.exception()
             yield futures[future], exc if exc is not None else future.result()
 
+    def _vllm_priority(self, request: EngineRequest) -> int:
+        # vLLM refuses a non-zero priority unless its scheduler runs the priority policy.
+        return request.priority if self.settings.scheduling_policy == "priority" else 0
+
     async def analyze(
         self, request: EngineRequest, params: SamplingParams | None = None
     ) -> EngineResult:
@@ -339,7 +347,7 @@ class VerdictEngine:
         prompt = vllm_prompt(request)
         params = params or self._params
         queued = time.monotonic()
-        async with self._window:
+        async with self._window.slot(request.priority):
             started = time.monotonic()
             self._in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
@@ -347,7 +355,7 @@ class VerdictEngine:
             final = None
             try:
                 async for output in self._llm.generate(
-                    prompt, params, vllm_id, priority=request.priority
+                    prompt, params, vllm_id, priority=self._vllm_priority(request)
                 ):
                     final = output
             except asyncio.CancelledError:

@@ -136,6 +136,9 @@ class Settings(BaseSettings):
         default="off", description="Constrain output to the contract's grammar."
     )
     guided_max_text_chars: int = Field(default=2000, ge=1)
+    scheduling_policy: Literal["fcfs", "priority"] = Field(
+        default="fcfs", description="vLLM's scheduler; `priority` lets API calls preempt."
+    )
     load_format: str = Field(default="auto", description="`dummy`: random weights (bench).")
     enforce_eager: bool = False
     engine_start_timeout_s: float = Field(default=900.0, gt=0)

@@ -12,8 +12,7 @@ import re
 
 _ANSWER = re.compile(r"<answer>\s*(.*?)\s*</answer>", re.IGNORECASE | re.DOTALL)
 _THINK = re.compile(r"<think>(.*?)</think>", re.IGNORECASE | re.DOTALL)
-_SPAN = re.compile(r"<t>\s*\[[^\]<]*\]\s*</t>\s*at\s*<bbox>\s*\[[^\]<]*\]\s*</bbox>",
-                   re.IGNORECASE)
+_SPAN = re.compile(r"<t>\s*\[[^\]<]*\]\s*</t>\s*at\s*<bbox>\s*\[[^\]<]*\]\s*</bbox>", re.IGNORECASE)
 
 
 def evidence_spans(text: str) -> int:
@@ -21,8 +20,12 @@ def evidence_spans(text: str) -> int:
     return len(_SPAN.findall(think.group(1))) if think else 0
 
 
-def compute_score(data_source: str, solution_str: str, ground_truth: str,
-                  extra_info: dict[str, object] | None = None) -> float:
+def compute_score(
+    data_source: str,
+    solution_str: str,
+    ground_truth: str,
+    extra_info: dict[str, object] | None = None,
+) -> float:
     answer = _ANSWER.search(solution_str)
     predicted = re.sub(r"[^a-z]", "", answer.group(1).lower()) if answer else ""
     truth = ground_truth.strip().lower()
