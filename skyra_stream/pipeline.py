@@ -110,7 +110,7 @@ class Pipeline:
             name=model_name(settings),
             revision=settings.model_revision,
         )
-        self.worker = worker_info()
+        self.worker = worker_info(settings.worker_id)
         self._fetch_pool = concurrent.futures.ThreadPoolExecutor(
             settings.fetch_concurrency, thread_name_prefix="fetch"
         )

@@ -34,9 +34,8 @@ MAX_RAW_DEAD_LETTER_BYTES = 64 << 10
 
 
 def worker_info(worker_id: str | None = None) -> WorkerInfo:
-    """Who made a verdict: the pod name on Kubernetes (HOSTNAME), else host and pid."""
-    wid = worker_id or os.environ.get("SKYRA_WORKER_ID") or f"{socket.gethostname()}:{os.getpid()}"
-    return WorkerInfo(id=wid, version=__version__)
+    """Who made a verdict: SKYRA_WORKER_ID (the pod name on Kubernetes), else host:pid."""
+    return WorkerInfo(id=worker_id or f"{socket.gethostname()}:{os.getpid()}", version=__version__)
 
 
 @dataclass(frozen=True, slots=True)
