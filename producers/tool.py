@@ -9,8 +9,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from producers.ingest import IngestProducer
-from skyra_stream.analyze import collect_inputs
 from skyra_stream.fetch import make_s3_client
+from skyra_stream.inputs import collect_inputs
 from skyra_stream.messages import IngestEvent
 from skyra_stream.settings import Settings
 

@@ -84,10 +84,7 @@ def analyze(
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from skyra_stream.analyze import Analyzer, collect_inputs
-    from skyra_stream.engine import EngineDeadError, VerdictEngine
-    from skyra_stream.messages import Verdict
-    from skyra_stream.render import render_sheet
+    from skyra_stream.inputs import collect_inputs
 
     try:
         sources = collect_inputs(paths)
@@ -97,6 +94,12 @@ def analyze(
     if not sources:
         typer.echo("no video files found", err=True)
         raise typer.Exit(1)
+
+    from skyra_stream.analyze import Analyzer
+    from skyra_stream.engine import EngineDeadError, VerdictEngine
+    from skyra_stream.messages import Verdict
+    from skyra_stream.render import render_sheet
+
     settings = _engine_settings(model)
     buckets = {s[5:].split("/", 1)[0] for s in sources if s.startswith("s3://")}
     settings = settings.model_copy(

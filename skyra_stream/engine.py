@@ -145,7 +145,7 @@ def engine_kwargs(settings: Settings, *, max_model_len: int | None = None) -> di
 
 def prompt_text_tokens(settings: Settings) -> int:
     """Tokens of the prompt without its images (the part max_model_len adds to the frames)."""
-    tok = AutoTokenizer.from_pretrained(str(settings.model_path), revision=settings.model_revision)
+    tok = AutoTokenizer.from_pretrained(str(settings.model_path))
     text = render_prompt([99.99] * NUM_FRAMES).replace(IMAGE_PLACEHOLDER, "")
     return len(tok(text)["input_ids"]) + 2 * NUM_FRAMES
 

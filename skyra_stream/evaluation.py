@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from skyra_stream.analyze import VIDEO_EXTENSIONS
 from skyra_stream.errors import ErrorCode, SkyraError
 from skyra_stream.frames import SampledVideo
+from skyra_stream.inputs import VIDEO_EXTENSIONS
 from skyra_stream.messages import VideoInfo
 from skyra_stream.prompt import NUM_FRAMES, resized_size
 from skyra_stream.response import parse_response
