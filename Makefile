@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.skyra-setup
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help setup demo test test-all lint bench bench-frames bench-engine bench-guided bench-decode bench-worker schemas clean
+.PHONY: help setup demo test test-all chaos soak lint bench bench-frames bench-engine bench-guided bench-decode bench-worker schemas clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -30,6 +30,12 @@ test: setup  ## the test suite CI runs (real vLLM, broker and S3 on loopback; no
 
 test-all: setup  ## every test, the long campaigns included
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+chaos: setup  ## fault and bad-input campaign with a ledger (CHAOS_SHORT=1: the CI form)
+	$(PY) -m campaigns.chaos $(CHAOS_ARGS)
+
+soak: setup  ## 20 minutes at a steady rate: latency percentiles, RSS, fds, threads
+	$(PY) -m campaigns.soak $(SOAK_ARGS)
 
 lint: setup  ## ruff and mypy
 	$(VENV)/bin/ruff check .
@@ -54,7 +60,7 @@ bench-worker: setup  ## end-to-end worker vs engine alone; peak RSS with a 5,000
 	$(PY) -m benchmarks.worker
 
 schemas: setup  ## regenerate schemas/ from the pydantic models
-	$(VENV)/bin/skyra-stream schema --write schemas
+	$(VENV)/bin/skyra-stream schema --write schemas --openapi docs/openapi.json
 
 clean:  ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -11,8 +11,11 @@ import structlog
 
 from consumers.worker import EXIT_FATAL, IngestWorker
 from producers.outcomes import OutcomePublisher
+from skyra_stream.api.app import create_app
+from skyra_stream.api.server import HttpServer
+from skyra_stream.api.service import AnalyzeService
 from skyra_stream.engine import VerdictEngine
-from skyra_stream.health import HealthServer, HealthState
+from skyra_stream.health import HealthState
 from skyra_stream.metrics import Metrics
 from skyra_stream.pipeline import Pipeline
 from skyra_stream.settings import Settings
@@ -24,8 +27,13 @@ def run_worker(settings: Settings) -> int:
     """Run until SIGTERM (exit 0 after draining) or a fatal error (exit 1)."""
     metrics = Metrics()
     health = HealthState()
-    server = HealthServer(health, metrics.registry, settings.http_host, settings.http_port).start()
-    log.info("http_listening", port=server.port)
+    engine = VerdictEngine(settings)
+    service = AnalyzeService(settings, engine, metrics) if settings.api_enabled else None
+    app = create_app(settings, health, metrics, service, api=settings.api_enabled)
+    server = HttpServer(
+        app, settings.http_host, settings.http_port, graceful_timeout_s=settings.api_timeout_s
+    ).start()
+    log.info("http_listening", port=server.port, api=settings.api_enabled)
     stopping = threading.Event()
     worker: IngestWorker | None = None
 
@@ -38,7 +46,6 @@ def run_worker(settings: Settings) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    engine = VerdictEngine(settings)
     publisher: OutcomePublisher | None = None
     try:
         engine.start()
@@ -61,7 +68,9 @@ def run_worker(settings: Settings) -> int:
     finally:
         if publisher is not None:
             publisher.close()
+        server.close()  # API callers finish before the engine goes
+        if service is not None:
+            service.close()
         engine.close()
-        server.close()
         log.info("exit")
         sys.stderr.flush()

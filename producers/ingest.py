@@ -19,17 +19,18 @@ class IngestProducer:
             **{**connection_config(settings), "acks": "all", "retries": 10, **overrides}
         )
 
-    def send(self, event: IngestEvent, topic: str | None = None) -> None:
-        self._producer.send(
+    def send(self, event: IngestEvent, topic: str | None = None) -> Any:
+        """Queue one event; the returned future resolves to its record's partition and offset."""
+        return self._producer.send(
             topic or self.settings.ingest_topic,
             key=event.video_id.encode(),
             value=event.model_dump_json(exclude_none=True).encode(),
             headers=headers("ingest_event", event.event_id),
         )
 
-    def send_raw(self, value: bytes, key: bytes | None = None, topic: str | None = None) -> None:
+    def send_raw(self, value: bytes, key: bytes | None = None, topic: str | None = None) -> Any:
         """Any bytes, for tools that replay or fuzz the ingest topic."""
-        self._producer.send(topic or self.settings.ingest_topic, key=key, value=value)
+        return self._producer.send(topic or self.settings.ingest_topic, key=key, value=value)
 
     def flush(self, timeout_s: float | None = None) -> None:
         self._producer.flush(timeout=timeout_s)

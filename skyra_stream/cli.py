@@ -12,7 +12,7 @@ from rich.console import Console
 
 from skyra_stream import __version__
 from skyra_stream.logs import configure_logging
-from skyra_stream.schemas import json_schemas, render, write_schemas
+from skyra_stream.schemas import json_schemas, openapi_spec, render, write_schemas
 from skyra_stream.settings import Settings
 
 app = typer.Typer(
@@ -43,9 +43,48 @@ def worker() -> None:
     """
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
+    if settings.api_enabled:
+        require_api_auth(settings)
     from consumers.main import run_worker
 
     raise typer.Exit(run_worker(settings))
+
+
+@app.command()
+def serve() -> None:
+    """Serve the HTTP analyze API alone: POST /v1/analyze, /v1/analyze_batch, /v1/analyze_frames.
+
+    Same SKYRA_* settings as the worker (SKYRA_MODEL_PATH, SKYRA_HTTP_HOST/PORT, SKYRA_S3_*,
+    the limits) plus SKYRA_API_*. Bearer tokens (SKYRA_API_TOKENS or SKYRA_API_TOKENS_FILE)
+    are optional on a loopback address and required on any other. Exits 0 after SIGTERM once
+    running requests finish, 1 when the engine dies, 2 on invalid configuration.
+    """
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    require_api_auth(settings)
+    if settings.model_path is None:
+        typer.echo("invalid configuration: SKYRA_MODEL_PATH: required", err=True)
+        raise typer.Exit(2)
+    from skyra_stream.api.serve import run_server
+
+    raise typer.Exit(run_server(settings))
+
+
+def require_api_auth(settings: Settings) -> None:
+    """An API on a non-loopback address without tokens would let anyone spend the GPU."""
+    try:
+        tokens = settings.bearer_tokens()
+    except OSError as exc:
+        typer.echo(f"invalid configuration: SKYRA_API_TOKENS_FILE: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if not tokens and not settings.http_is_loopback():
+        typer.echo(
+            f"invalid configuration: SKYRA_API_TOKENS: the API binds {settings.http_host}, "
+            "not a loopback address, so bearer tokens are required "
+            "(SKYRA_API_TOKENS or SKYRA_API_TOKENS_FILE)",
+            err=True,
+        )
+        raise typer.Exit(2)
 
 
 def _engine_settings(model: Path | None) -> Settings:
@@ -314,11 +353,19 @@ def schema(
     write: Annotated[
         Path | None, typer.Option(help="Write one file per message into this folder.")
     ] = None,
+    openapi: Annotated[
+        Path | None, typer.Option(help="Also write the HTTP API's OpenAPI document here.")
+    ] = None,
 ) -> None:
     """Print the JSON Schemas of ingest events, verdicts and dead letters."""
+    if openapi is not None:
+        openapi.parent.mkdir(parents=True, exist_ok=True)
+        openapi.write_text(render(openapi_spec()), encoding="utf-8")
+        typer.echo(str(openapi))
     if write is not None:
         for path in write_schemas(write):
             typer.echo(str(path))
+    if write is not None or openapi is not None:
         return
     for filename, doc in json_schemas().items():
         sys.stdout.write(f"# {filename}\n{render(doc)}")

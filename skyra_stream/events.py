@@ -45,11 +45,21 @@ def parse_message(
     events = _from_s3_notification(doc) if "Records" in doc else [_validate(doc)]
     for event in events:
         if event.metadata_bytes() > max_metadata_bytes:
-            raise SkyraError(
+            raise RejectedEventError(
                 ErrorCode.INVALID_EVENT,
                 f"metadata is {event.metadata_bytes()} bytes, the limit is {max_metadata_bytes}",
+                event=event,
             )
     return events
+
+
+class RejectedEventError(SkyraError):
+    """A well-formed event refused as a whole: its dead letter can still carry its ids, so the
+    platform that sent it learns which upload was refused."""
+
+    def __init__(self, code: ErrorCode, message: str, *, event: IngestEvent) -> None:
+        super().__init__(code, message)
+        self.event = event
 
 
 def _depth(doc: Any) -> int:
@@ -72,10 +82,10 @@ def _validate(doc: dict[str, Any]) -> IngestEvent:
     try:
         return IngestEvent.model_validate(doc)
     except ValidationError as exc:
-        raise SkyraError(ErrorCode.INVALID_EVENT, _short_errors(exc)) from None
+        raise SkyraError(ErrorCode.INVALID_EVENT, short_errors(exc)) from None
 
 
-def _short_errors(exc: ValidationError) -> str:
+def short_errors(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors(include_url=False, include_input=False)[:5]:
         loc = ".".join(str(p) for p in err["loc"]) or "<root>"

@@ -164,12 +164,21 @@ class KafkaPosition(_Message):
     partition: int
     offset: int
 
+    def as_id(self) -> str:
+        """A stable id for whatever sits at this position (messages that carry none)."""
+        return f"kafka:{self.topic}:{self.partition}:{self.offset}"
+
 
 class DeadLetter(_Message):
     """An input that could not be given a verdict, with the reason and where it came from."""
 
     schema_version: Literal[1] = SCHEMA_VERSION
-    event_id: str | None = Field(description="Known when the message parsed far enough.")
+    event_id: str | None = Field(
+        description=(
+            "The event's id; for a message that did not parse, `kafka:<topic>:<partition>:"
+            "<offset>`, so that a redelivered bad message can be dropped like any duplicate."
+        )
+    )
     video_id: str | None = Field(default=None, description="Known when the message parsed.")
     raw: str = Field(description="The original message: UTF-8 text, or base64 of its bytes.")
     raw_encoding: Literal["utf-8", "base64"] = "utf-8"

@@ -43,3 +43,16 @@ class Metrics:
             registry=r,
         )
         self.paused = Gauge("skyra_partitions_paused", "1 while backpressure pauses", registry=r)
+        self.api_requests = Counter(
+            "skyra_api_requests", "HTTP API requests answered", ["endpoint", "status"], registry=r
+        )
+        self.api_seconds = Histogram(
+            "skyra_api_request_seconds",
+            "HTTP API request latency",
+            ["endpoint"],
+            buckets=STAGE_BUCKETS,
+            registry=r,
+        )
+        self.api_in_progress = Gauge(
+            "skyra_api_videos_in_progress", "API videos being analysed", registry=r
+        )

@@ -34,7 +34,7 @@ from skyra_stream.engine import (
     model_name,
 )
 from skyra_stream.errors import SkyraError
-from skyra_stream.events import parse_message
+from skyra_stream.events import RejectedEventError, parse_message
 from skyra_stream.fetch import FetchedObject, ObjectFetcher
 from skyra_stream.frames import SampledVideo, sample_video
 from skyra_stream.messages import DeadLetter, IngestEvent, KafkaPosition, ModelInfo, Source, Verdict
@@ -159,7 +159,12 @@ class Pipeline:
             message.pending = 1
             self._publish(
                 message,
-                build_dead_letter(raw=inbound.raw, error=exc, position=inbound.position),
+                build_dead_letter(
+                    raw=inbound.raw,
+                    error=exc,
+                    event=exc.event if isinstance(exc, RejectedEventError) else None,
+                    position=inbound.position,
+                ),
                 None,
             )
             return

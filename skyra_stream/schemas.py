@@ -44,3 +44,13 @@ def write_schemas(directory: Path) -> list[Path]:
         path.write_text(render(schema), encoding="utf-8")
         written.append(path)
     return written
+
+
+def openapi_spec() -> dict[str, Any]:
+    """The HTTP API's OpenAPI document, as served at /openapi.json (default settings)."""
+    from skyra_stream.api.app import create_app  # noqa: PLC0415 - FastAPI only when asked
+    from skyra_stream.health import HealthState  # noqa: PLC0415
+    from skyra_stream.metrics import Metrics  # noqa: PLC0415
+    from skyra_stream.settings import Settings  # noqa: PLC0415
+
+    return create_app(Settings(), HealthState(), Metrics()).openapi()

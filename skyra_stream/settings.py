@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from skyra_stream.frames import DecodeLimits
 
 MiB = 1 << 20
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
 def _split_commas(value: Any) -> Any:
@@ -62,6 +63,31 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["json", "console", "auto"] = "auto"
     worker_id: str | None = Field(default=None, description="Reported in verdicts.")
+
+    # -- HTTP analyze API (`skyra-stream serve`, or the worker with SKYRA_API_ENABLED) -------
+    api_enabled: bool = Field(
+        default=False, description="The worker also serves /v1/analyze* on its HTTP port."
+    )
+    api_max_concurrency: int = Field(
+        default=8, ge=1, description="API videos in progress at once; past it: 429."
+    )
+    api_max_batch: int = Field(default=16, ge=1, description="Items per /v1/analyze_batch call.")
+    api_max_body_bytes: int = Field(
+        default=256 * MiB, gt=0, description="Request body cap, enforced while reading."
+    )
+    api_timeout_s: float = Field(
+        default=120.0, gt=0, description="Per request; the engine request is cancelled past it."
+    )
+    api_retry_after_s: int = Field(default=2, ge=1, description="Retry-After of a 429.")
+    api_priority: int = Field(
+        default=-10, description="Engine priority of API videos; lower goes first (Kafka is 0)."
+    )
+    api_tokens: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, description="Comma-separated bearer tokens the API accepts."
+    )
+    api_tokens_file: Path | None = Field(
+        default=None, description="File with one bearer token per line (a mounted Secret)."
+    )
 
     # -- object storage -------------------------------------------------------------------
     s3_endpoint_url: str | None = Field(
@@ -143,7 +169,9 @@ class Settings(BaseSettings):
     enforce_eager: bool = False
     engine_start_timeout_s: float = Field(default=900.0, gt=0)
 
-    @field_validator("s3_allowed_buckets", "local_roots", "kafka_bootstrap_servers", mode="before")
+    @field_validator(
+        "s3_allowed_buckets", "local_roots", "kafka_bootstrap_servers", "api_tokens", mode="before"
+    )
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         return _split_commas(value)
@@ -158,6 +186,17 @@ class Settings(BaseSettings):
                 f"with kafka_security_protocol={self.kafka_security_protocol}"
             )
         return self
+
+    def bearer_tokens(self) -> list[str]:
+        """Tokens from SKYRA_API_TOKENS and SKYRA_API_TOKENS_FILE (blank lines and # ignored)."""
+        tokens = [t.get_secret_value() for t in self.api_tokens]
+        if self.api_tokens_file is not None:
+            lines = (raw.strip() for raw in self.api_tokens_file.read_text().splitlines())
+            tokens += [line for line in lines if line and not line.startswith("#")]
+        return tokens
+
+    def http_is_loopback(self) -> bool:
+        return self.http_host in LOOPBACK_HOSTS
 
     def decode_limits(self) -> DecodeLimits:
         return DecodeLimits(

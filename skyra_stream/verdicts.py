@@ -111,8 +111,9 @@ def build_dead_letter(
         text, encoding = raw.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
         text, encoding = base64.b64encode(raw).decode("ascii"), "base64"
+    event_id = event.event_id if event else (position.as_id() if position else None)
     return DeadLetter(
-        event_id=event.event_id if event else None,
+        event_id=event_id,
         video_id=event.video_id if event else None,
         raw=text,
         raw_encoding=encoding,

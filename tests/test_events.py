@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from skyra_stream.errors import ErrorCode, SkyraError
-from skyra_stream.events import parse_message
+from skyra_stream.events import RejectedEventError, parse_message
 from skyra_stream.messages import IngestEvent
 
 GOOD = {
@@ -75,6 +75,10 @@ def test_metadata_size_limit() -> None:
     doc = {**GOOD, "metadata": {"note": "x" * 2000}}
     assert parse_message(_raw(doc), max_metadata_bytes=4096)
     assert _code(_raw(doc), max_metadata_bytes=1024) is ErrorCode.INVALID_EVENT
+    # The refused event is still named, so its dead letter carries its ids.
+    with pytest.raises(RejectedEventError) as info:
+        parse_message(_raw(doc), max_metadata_bytes=1024)
+    assert info.value.event.event_id == GOOD["event_id"]
 
 
 def _s3_record(key: str, version: str | None = "v1", seq: str = "0055") -> dict[str, object]:

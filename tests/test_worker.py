@@ -5,12 +5,8 @@ behind a fault-injecting proxy), the real vLLM engine on the CPU with the tiny m
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
 import time
-import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -21,18 +17,17 @@ from typing import Any
 import boto3
 import psutil
 import pytest
-from kafka import KafkaConsumer, TopicPartition
 
 from producers.ingest import IngestProducer
+from skyra_stream.devstack import ChildProcess
 from skyra_stream.messages import IngestEvent
 from skyra_stream.samples import VideoSpec, write_video
 from skyra_stream.settings import Settings
 from tests.support.faulty_proxy import Fault, FaultyProxy
-from tests.support.stack import Broker, free_port, paused, read_all
+from tests.support.stack import Broker, committed_vs_end, paused, read_all
 
 BUCKET = "uploads"
 GOOD_VIDEOS = 12
-SKYRA = str(Path(sys.executable).with_name("skyra-stream"))
 
 
 @dataclass
@@ -76,81 +71,48 @@ def stack(
     broker.stop()
 
 
-class Worker:
+# Small, fixed budgets: each worker starts its own vLLM engine on a 2-core CI machine.
+TEST_WORKER_SETTINGS: dict[str, object] = {
+    "s3_allowed_buckets": BUCKET,
+    "s3_retry_max_wait_s": 0.2,
+    "shutdown_timeout_s": 120,
+    "max_tokens": 12,
+    "kv_cache_bytes": 128 << 20,
+    "mm_max_pixels": 160 * 28 * 28,
+    "max_num_seqs": 8,
+    "max_in_flight": 8,
+    "pipeline_window": 12,
+    "kafka_session_timeout_ms": 10000,
+    "log_format": "json",
+}
+
+
+class Worker(ChildProcess):
     """`skyra-stream worker` in its own process, configured only by SKYRA_* variables."""
 
-    def __init__(self, stack: Stack, topics: dict[str, str], name: str, **env: str) -> None:
-        self.http_port = free_port()
-        self.log_path = stack.logs / f"{name}-{uuid.uuid4().hex[:6]}.log"
-        environment = {
-            **os.environ,
-            "SKYRA_KAFKA_BOOTSTRAP_SERVERS": stack.broker.bootstrap,
-            "SKYRA_GROUP_ID": topics["group"],
-            "SKYRA_INGEST_TOPIC": topics["ingest"],
-            "SKYRA_VERDICT_TOPIC": topics["verdicts"],
-            "SKYRA_DEAD_LETTER_TOPIC": topics["dead"],
-            "SKYRA_S3_ENDPOINT_URL": stack.proxy.url,
-            "SKYRA_S3_ALLOWED_BUCKETS": BUCKET,
-            "SKYRA_S3_RETRY_MAX_WAIT_S": "0.2",
-            "SKYRA_MODEL_PATH": str(stack.model),
-            "SKYRA_HTTP_PORT": str(self.http_port),
-            "SKYRA_SHUTDOWN_TIMEOUT_S": "120",
-            "SKYRA_MAX_TOKENS": "12",
-            "SKYRA_KV_CACHE_BYTES": str(128 << 20),
-            "SKYRA_MM_MAX_PIXELS": str(160 * 28 * 28),
-            "SKYRA_MAX_NUM_SEQS": "8",
-            "SKYRA_MAX_IN_FLIGHT": "8",
-            "SKYRA_PIPELINE_WINDOW": "12",
-            "SKYRA_KAFKA_SESSION_TIMEOUT_MS": "10000",
-            "SKYRA_LOG_FORMAT": "json",
-            "SKYRA_WORKER_ID": name,
-            **env,
-        }
-        self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            [SKYRA, "worker"],
-            env=environment,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+    def __init__(self, stack: Stack, topics: dict[str, str], name: str, **settings: object) -> None:
+        super().__init__(
+            "worker",
+            stack.logs / f"{name}-{uuid.uuid4().hex[:6]}.log",
+            {
+                **TEST_WORKER_SETTINGS,
+                "kafka_bootstrap_servers": stack.broker.bootstrap,
+                "group_id": topics["group"],
+                "ingest_topic": topics["ingest"],
+                "verdict_topic": topics["verdicts"],
+                "dead_letter_topic": topics["dead"],
+                "s3_endpoint_url": stack.proxy.url,
+                "model_path": stack.model,
+                "worker_id": name,
+                **settings,
+            },
         )
-
-    def get(self, path: str) -> tuple[int, bytes]:
-        try:
-            with urllib.request.urlopen(
-                f"http://127.0.0.1:{self.http_port}{path}", timeout=5
-            ) as resp:
-                return resp.status, resp.read()
-        except urllib.error.HTTPError as err:
-            return err.code, err.read()
-        except OSError:
-            return 0, b""
 
     def wait_ready(self, timeout_s: float = 300) -> None:
-        wait_for(
-            lambda: self.get("/readyz")[0] == 200,
-            timeout_s,
-            lambda: f"worker not ready; log:\n{self.tail()}",
-            proc=self.proc,
-        )
-
-    def tail(self, n: int = 40) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-
-    def signal(self, sig: int) -> None:
-        os.killpg(self.proc.pid, sig)
-
-    def wait(self, timeout_s: float = 180) -> int:
         try:
-            return self.proc.wait(timeout=timeout_s)
-        finally:
-            self._log.close()
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.signal(signal.SIGKILL)
-            self.proc.wait(timeout=30)
-        self._log.close()
+            super().wait_ready(timeout_s)
+        except RuntimeError as exc:
+            raise AssertionError(str(exc)) from None
 
 
 def wait_for(
@@ -276,6 +238,9 @@ def test_bad_inputs_get_one_dead_letter_each_and_the_worker_goes_on(
     invalid = _invalid(dead)
     assert len(invalid) == 3
     assert {d["raw_encoding"] for d in invalid} == {"utf-8", "base64"}
+    # Unparseable messages still carry an id to drop redeliveries by: their Kafka position.
+    assert len({d["event_id"] for d in invalid}) == 3
+    assert all(d["event_id"].startswith(f"kafka:{topics['ingest']}:") for d in invalid)
     assert after.event_id in {v["event_id"] for v in verdicts}
     # No fetch ever went to a bucket outside the allowlist.
     assert not [p for _, p in stack.proxy.requests if "other-bucket" in p]
@@ -338,37 +303,6 @@ def test_broker_frozen_for_15s_then_the_worker_recovers(
 # -- workers that are killed, stopped or share a group ---------------------------------------
 
 
-def committed_vs_end(stack: Stack, topics: dict[str, str]) -> tuple[dict[int, int], dict[int, int]]:
-    """The group's committed offsets and each partition's end, read from the records
-    themselves (Tansu's ListOffsets answers the last batch's base offset, not the end)."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=stack.broker.bootstrap, group_id=topics["group"], enable_auto_commit=False
-    )
-    try:
-        parts = [
-            TopicPartition(topics["ingest"], p)
-            for p in sorted(consumer.partitions_for_topic(topics["ingest"]) or [])
-        ]
-        committed = {tp.partition: consumer.committed(tp) or 0 for tp in parts}
-    finally:
-        consumer.close()
-    reader = KafkaConsumer(
-        topics["ingest"],
-        bootstrap_servers=stack.broker.bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        group_id=None,
-        consumer_timeout_ms=2000,
-    )
-    end = {tp.partition: 0 for tp in parts}
-    try:
-        for record in reader:
-            end[record.partition] = max(end[record.partition], record.offset + 1)
-    finally:
-        reader.close()
-    return committed, end
-
-
 def test_sigkill_then_restart_loses_nothing_and_sigterm_drains_and_commits(stack: Stack) -> None:
     topics = stack.topics("crash")
     events = [good_event(i, "crash") for i in range(20)]
@@ -400,7 +334,7 @@ def test_sigkill_then_restart_loses_nothing_and_sigterm_drains_and_commits(stack
             240,
             second.tail,
         )
-        second.signal(signal.SIGTERM)
+        second.terminate()
         assert second.wait(180) == 0, second.tail()
     finally:
         second.kill()
@@ -409,7 +343,7 @@ def test_sigkill_then_restart_loses_nothing_and_sigterm_drains_and_commits(stack
     for e in events:
         assert seen[e.event_id] >= 1, e.event_id  # duplicates allowed, none missing
     # SIGTERM drained: whatever it took from the topic it finished and committed.
-    committed, end = committed_vs_end(stack, topics)
+    committed, end = committed_vs_end(stack.broker.bootstrap, topics["ingest"], topics["group"])
     late_done = {e.event_id for e in late} & set(seen)
     assert sum(committed.values()) == len(events) + len(late_done)
     if late_done == {e.event_id for e in late}:
@@ -470,5 +404,5 @@ def test_dead_engine_stops_the_worker_without_committing_unfinished_work(stack: 
     verdicts, dead = outcomes(stack, topics)
     assert event.event_id not in {v["event_id"] for v in verdicts}
     assert event.event_id not in {d["event_id"] for d in dead}  # not blamed on the input
-    committed, _ = committed_vs_end(stack, topics)
+    committed, _ = committed_vs_end(stack.broker.bootstrap, topics["ingest"], topics["group"])
     assert sum(committed.values()) == 0  # left for a healthy worker to redeliver

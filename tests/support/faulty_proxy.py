@@ -111,6 +111,16 @@ class FaultyProxy:
         with self._lock:
             self._faults.extend([fault] * times)
 
+    @property
+    def pending(self) -> int:
+        """Faults injected and not yet served."""
+        with self._lock:
+            return len(self._faults)
+
+    def drop_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
     def clear(self) -> None:
         with self._lock:
             self._faults.clear()

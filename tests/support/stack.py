@@ -8,12 +8,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from kafka import KafkaConsumer
+from kafka import KafkaConsumer, TopicPartition
 
 from producers.admin import create_topics
 from skyra_stream.devstack import TansuBroker, free_port
 
-__all__ = ["Broker", "free_port", "paused", "read_all"]
+__all__ = ["Broker", "committed_vs_end", "free_port", "paused", "read_all"]
 
 
 class Broker(TansuBroker):
@@ -49,3 +49,33 @@ def paused(proc: subprocess.Popen[bytes]) -> Iterator[None]:
         yield
     finally:
         proc.send_signal(signal.SIGCONT)
+
+
+def committed_vs_end(
+    bootstrap: str, topic: str, group: str
+) -> tuple[dict[int, int], dict[int, int]]:
+    """The group's committed offsets and each partition's end, read from the records
+    themselves (Tansu's ListOffsets answers the last batch's base offset, not the end)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    try:
+        parts = [
+            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])
+        ]
+        committed = {tp.partition: consumer.committed(tp) or 0 for tp in parts}
+    finally:
+        consumer.close()
+    reader = KafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+        consumer_timeout_ms=2000,
+    )
+    end = {tp.partition: 0 for tp in parts}
+    try:
+        for record in reader:
+            end[record.partition] = max(end[record.partition], record.offset + 1)
+    finally:
+        reader.close()
+    return committed, end

@@ -1,0 +1,286 @@
+"""Fault and bad-input campaign: a stream of valid and hostile events, faults at random, and a
+ledger that proves nothing was lost.
+
+    python -m campaigns.chaos [--events 520] [--seed 1] [--out chaos-out]
+    CHAOS_SHORT=1 python -m campaigns.chaos      # the short form CI runs
+
+Against the real stack on loopback (Tansu, moto S3 behind a fault-injecting proxy, the worker
+with the tiny model on vLLM's CPU build), while events are produced:
+- SIGKILL of the whole worker (engine included) and a restart, several times;
+- SIGTERM while the worker's in-flight window is full (it must drain and exit 0);
+- the engine process alone killed (the worker must exit 1 without committing, then restart);
+- the broker frozen (SIGSTOP/SIGCONT) for 5-30 s;
+- S3 answering 503, and S3 stalling past the read timeout.
+Then the verdict and dead-letter topics are read from the start and balanced against the
+plan (`campaigns.ledger`). The last line is the ledger; the exit status is 1 on any loss,
+wrong code, fetch outside the allowlist, unplanned worker exit or uncommitted offset.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+
+from campaigns.corpus import Planned, build_objects, plan
+from campaigns.ledger import Ledger, balance
+from campaigns.stack import (
+    BUCKET,
+    GROUP,
+    PRIVATE_BUCKET,
+    TOPICS,
+    WORKER_SETTINGS,
+    Collector,
+    Stack,
+    Supervisor,
+    loopback_stack,
+)
+from producers.ingest import IngestProducer
+from skyra_stream.settings import Settings
+from tests.support.faulty_proxy import Fault
+from tests.support.stack import committed_vs_end, read_all
+
+FAULT_KINDS = (
+    "sigkill",
+    "sigterm_full_window",
+    "engine_kill",
+    "broker_freeze",
+    "s3_503",
+    "s3_stall",
+)
+
+
+def schedule(rng: random.Random, short: bool) -> list[str]:
+    """Each kind at least once; the full campaign repeats the kills and the outages."""
+    kinds = list(FAULT_KINDS)
+    if not short:
+        kinds += ["sigkill", "sigkill", "broker_freeze", "s3_503", "s3_503", "s3_stall"]
+    kinds.remove("sigterm_full_window")
+    rng.shuffle(kinds)
+    # SIGTERM needs a full in-flight window: first, while the opening burst is a backlog.
+    return ["sigterm_full_window", *kinds]
+
+
+class Campaign:
+    def __init__(self, stack: Stack, items: list[Planned], args: argparse.Namespace) -> None:
+        self.stack = stack
+        self.items = items
+        self.args = args
+        self.rng = random.Random(args.seed)
+        self.faults: Counter[str] = Counter()
+        self.problems: list[str] = []
+        self.produced = threading.Event()
+        self.schedule = schedule(self.rng, args.short)
+        self.slices = len(self.schedule)
+        self.release = threading.Semaphore(0)  # one slice of the stream per fault
+        self.supervisor = Supervisor(stack)
+        self.collector = Collector(stack.broker.bootstrap)
+
+    def log(self, message: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+    # -- the stream -------------------------------------------------------------------------
+
+    def produce(self) -> None:
+        """An opening backlog, then one slice of the stream after each fault is injected, so
+        that every fault meets work in flight; each message's position is learned."""
+        settings = Settings(
+            kafka_bootstrap_servers=[self.stack.broker.bootstrap], ingest_topic=TOPICS["ingest"]
+        )
+        producer = IngestProducer(settings, retries=1000, request_timeout_ms=60_000)
+        burst = 3 * int(WORKER_SETTINGS["pipeline_window"])  # type: ignore[call-overload]
+        rest = self.items[burst:]
+        slices = [self.items[:burst]] + [rest[i :: self.slices] for i in range(self.slices)]
+        try:
+            for n, chunk in enumerate(slices):
+                if n > 0:
+                    self.release.acquire()
+                for item in chunk:
+                    future = producer.send_raw(item.raw, key=item.key)
+                    if item.by_position:
+                        meta = future.get(timeout=120)
+                        item.ids = [f"kafka:{meta.topic}:{meta.partition}:{meta.offset}"]
+                    if n > 0:
+                        time.sleep(1.0 / self.args.rate)
+            producer.flush(timeout_s=120)
+        finally:
+            producer.close()
+            self.produced.set()
+            self.log(f"produced {len(self.items)} messages")
+
+    # -- faults -----------------------------------------------------------------------------
+
+    def inject(self, kind: str) -> None:
+        self.log(f"fault: {kind}")
+        sup = self.supervisor
+        if kind == "sigkill":
+            sup.worker.signal(signal.SIGKILL)
+            sup.ended("sigkill", 60)
+            sup.restart()
+        elif kind == "sigterm_full_window":
+            window = int(WORKER_SETTINGS["pipeline_window"])  # type: ignore[call-overload]
+            full = wait_until(
+                lambda: (sup.worker.metric("skyra_in_flight_messages") or 0) >= window, 90
+            )
+            self.log(f"  in-flight window {'full' if full else 'NOT full'} at SIGTERM")
+            sup.worker.terminate()
+            code = sup.ended("sigterm", 180)
+            if code != 0:
+                self.problems.append(f"SIGTERM with a full window exited {code}, not 0")
+            sup.restart()
+        elif kind == "engine_kill":
+            children = psutil.Process(sup.worker.pid).children(recursive=True)
+            for child in children:
+                child.kill()
+            code = sup.ended("engine_kill", 180)
+            if code != 1:
+                self.problems.append(f"a killed engine made the worker exit {code}, not 1")
+            sup.restart()
+        elif kind == "broker_freeze":
+            low, high = (5, 10) if self.args.short else (5, 30)
+            seconds = self.rng.uniform(low, high)
+            self.log(f"  broker frozen for {seconds:.0f} s")
+            self.stack.broker.proc.send_signal(signal.SIGSTOP)
+            try:
+                time.sleep(seconds)
+            finally:
+                self.stack.broker.proc.send_signal(signal.SIGCONT)
+        elif kind in ("s3_503", "s3_stall"):
+            # One burst at a time, shorter than the retry budget, so no fetch can exhaust it.
+            if not wait_until(lambda: self.stack.proxy.pending == 0, 60):
+                self.stack.proxy.drop_faults()
+            if kind == "s3_503":
+                self.stack.proxy.inject(3, Fault(status=503, code="SlowDown"))
+            else:
+                stall = float(WORKER_SETTINGS["s3_read_timeout_s"]) + 1.5  # type: ignore[arg-type]
+                self.stack.proxy.inject(2, Fault(status=0, delay_s=stall))
+        self.faults[kind] += 1
+
+    # -- the run ----------------------------------------------------------------------------
+
+    def run(self) -> Ledger:
+        started = time.monotonic()
+        self.supervisor.ready()
+        self.log(f"worker ready after {time.monotonic() - started:.0f} s")
+        producer = threading.Thread(target=self.produce, name="producer", daemon=True)
+        producer.start()
+        low, high = (6, 12) if self.args.short else (10, 30)
+        for kind in self.schedule:
+            deadline = time.monotonic() + self.rng.uniform(low, high)
+            while time.monotonic() < deadline:
+                self.supervisor.check_alive()
+                time.sleep(1)
+            self.inject(kind)
+            self.release.release()
+            self.progress()
+        producer.join()
+        expected = {eid for item in self.items for eid in item.ids}
+        deadline = time.monotonic() + self.args.drain_timeout
+        while not expected <= self.collector.ids and time.monotonic() < deadline:
+            self.supervisor.check_alive()
+            time.sleep(2)
+            if int(time.monotonic() - started) % 30 < 2:
+                self.progress()
+        self.progress()
+        self.log("all accounted for; SIGTERM to the last worker")
+        self.supervisor.worker.terminate()
+        if self.supervisor.ended("final sigterm", 180) != 0:
+            self.problems.append("the final SIGTERM did not exit 0")
+        self.collector.close()
+        ledger = self.balance()
+        ledger.faults = self.faults
+        self.log(f"campaign took {time.monotonic() - started:.0f} s")
+        return ledger
+
+    def progress(self) -> None:
+        expected = {eid for item in self.items for eid in item.ids}
+        done = len(expected & self.collector.ids)
+        self.log(f"  accounted {done}/{len(expected)} event ids ({self.collector.records} records)")
+
+    def balance(self) -> Ledger:
+        bootstrap = self.stack.broker.bootstrap
+        verdicts = [json.loads(v) for _, v, _ in read_all(bootstrap, TOPICS["verdicts"])]
+        dead = [json.loads(v) for _, v, _ in read_all(bootstrap, TOPICS["dead"])]
+        ledger = balance(
+            self.items,
+            verdicts,
+            dead,
+            fetched_paths=[path for _, path in self.stack.proxy.requests],
+            allowed_buckets=[BUCKET],
+        )
+        if not any(p.lstrip("/").startswith(BUCKET + "/") for _, p in self.stack.proxy.requests):
+            ledger.problems.append("the proxy saw no fetch at all: the allowlist check is void")
+        committed, end = committed_vs_end(bootstrap, TOPICS["ingest"], GROUP)
+        if committed != end:
+            ledger.problems.append(f"committed offsets {committed} != log end {end}")
+        ledger.problems += self.problems + self.supervisor.unplanned
+        exits = Counter(f"{why}->{code}" for why, code in self.supervisor.exits)
+        self.log("worker exits: " + ", ".join(f"{k} x{v}" for k, v in sorted(exits.items())))
+        self.log(f"worker starts: {self.supervisor.started}")
+        dump = {
+            "line": ledger.line(),
+            "dead_letters": dict(ledger.dead_letters),
+            "kinds": dict(ledger.kinds),
+            "faults": dict(self.faults),
+            "redeliveries": ledger.redeliveries,
+            "worker_exits": dict(exits),
+            "problems": ledger.problems,
+            "missing": ledger.missing,
+            "wrong": ledger.wrong,
+        }
+        (self.stack.out / "ledger.json").write_text(json.dumps(dump, indent=2))
+        return ledger
+
+
+def wait_until(check: Callable[[], bool], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    short = os.environ.get("CHAOS_SHORT", "") not in ("", "0")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--events", type=int, default=90 if short else 520)
+    ap.add_argument("--rate", type=float, default=2.0, help="messages/s after the backlog")
+    ap.add_argument("--seed", type=int, default=int(os.environ.get("CHAOS_SEED", "1")))
+    ap.add_argument("--out", type=Path, default=Path("chaos-out"))
+    ap.add_argument("--drain-timeout", type=float, default=300.0 if short else 900.0)
+    ap.add_argument("--short", action="store_true", default=short)
+    args = ap.parse_args(argv)
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "chaos")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "chaos")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    mode = "short" if args.short else "full"
+    print(f"chaos campaign ({mode}): {args.events} messages, seed {args.seed}, out {args.out}")
+    with loopback_stack(args.out) as stack:
+        cap = int(WORKER_SETTINGS["max_object_bytes"])  # type: ignore[call-overload]
+        objects = build_objects(args.out / "videos", stack.s3, BUCKET, PRIVATE_BUCKET, cap)
+        items = plan(objects, args.events, seed=args.seed, proxy_url=stack.proxy.url)
+        campaign = Campaign(stack, items, args)
+        try:
+            ledger = campaign.run()
+        finally:
+            campaign.supervisor.worker.kill()
+    for line in ledger.report():
+        print(line)
+    return 1 if ledger.lost else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

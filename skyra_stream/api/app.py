@@ -1,0 +1,482 @@
+"""The FastAPI application: health and metrics always, the analyze routes when asked for.
+
+One app serves both processes: `skyra-stream serve` (the API alone) and `skyra-stream
+worker` (probes and metrics, plus the API with SKYRA_API_ENABLED), so the probes, the
+metrics and the API share one port and one engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+import structlog
+from fastapi import APIRouter, Depends, FastAPI, File, Form, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ValidationError
+from starlette.datastructures import FormData
+from starlette.datastructures import UploadFile as StarletteUpload
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from skyra_stream import __version__
+from skyra_stream.api.guards import BearerTokens, BodyLimitMiddleware, RequestIdMiddleware
+from skyra_stream.api.models import AnalyzeBatch, AnalyzeUri, ApiError, BatchItem, BatchResult
+from skyra_stream.api.service import (
+    AnalyzeService,
+    NotReadyError,
+    OverloadedError,
+    Prepared,
+    RequestTimeoutError,
+)
+from skyra_stream.engine import EngineDeadError
+from skyra_stream.errors import ErrorCode, SkyraError
+from skyra_stream.events import short_errors
+from skyra_stream.health import HealthState
+from skyra_stream.messages import Verdict
+from skyra_stream.metrics import Metrics
+from skyra_stream.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+API_ENDPOINTS = frozenset({"analyze", "analyze_batch", "analyze_frames"})
+MAX_FRAMES = 256  # per /v1/analyze_frames call; thinned to the model's 16
+
+# HTTP status of each dead-letter code: the caller's fault is 4xx, ours or upstream's 5xx.
+STATUS: dict[ErrorCode, int] = {
+    ErrorCode.INVALID_EVENT: 422,
+    ErrorCode.MESSAGE_TOO_LARGE: 413,
+    ErrorCode.URI_NOT_ALLOWED: 403,
+    ErrorCode.ACCESS_DENIED: 403,
+    ErrorCode.OBJECT_NOT_FOUND: 404,
+    ErrorCode.OBJECT_TOO_LARGE: 413,
+    ErrorCode.FETCH_FAILED: 502,
+    ErrorCode.NOT_A_VIDEO: 415,
+    ErrorCode.NO_VIDEO_STREAM: 415,
+    ErrorCode.VIDEO_TOO_LARGE: 413,
+    ErrorCode.VIDEO_TOO_LONG: 413,
+    ErrorCode.DECODE_FAILED: 422,
+    ErrorCode.DECODE_TIMEOUT: 422,
+    ErrorCode.ENGINE_FAILED: 500,
+    ErrorCode.INTERNAL_ERROR: 500,
+}
+
+
+class ApiProblem(Exception):
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+
+def problem_from(exc: BaseException, settings: Settings) -> ApiProblem:
+    """Every failure of an analysis as (status, code, message)."""
+    if isinstance(exc, ApiProblem):
+        return exc
+    if isinstance(exc, SkyraError):
+        return ApiProblem(STATUS.get(exc.code, 500), exc.code.value, exc.message)
+    if isinstance(exc, OverloadedError):
+        retry = {"Retry-After": str(settings.api_retry_after_s)}
+        return ApiProblem(429, "overloaded", str(exc), retry)
+    if isinstance(exc, NotReadyError | EngineDeadError):
+        return ApiProblem(503, "not_ready", str(exc) or "the engine is not available")
+    if isinstance(exc, RequestTimeoutError):
+        return ApiProblem(504, "timeout", str(exc))
+    log.error("api_internal_error", error=repr(exc), exc_info=exc)
+    return ApiProblem(500, "internal_error", f"unexpected {type(exc).__name__}")
+
+
+def _error_body(problem: ApiProblem, request_id: str | None) -> dict[str, Any]:
+    return ApiError(code=problem.code, message=problem.message, request_id=request_id).model_dump()
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ApiError, "description": description}
+    for status, description in (
+        (401, "missing or wrong bearer token (`unauthorized`)"),
+        (403, "`uri_not_allowed`, `access_denied`"),
+        (404, "`object_not_found`"),
+        (413, "`object_too_large`, `video_too_large`, `video_too_long`"),
+        (415, "`not_a_video`, `no_video_stream`, or a body that is neither JSON nor multipart"),
+        (422, "`invalid_event` (the request), `decode_failed`, `decode_timeout`"),
+        (429, "`overloaded`: past SKYRA_API_MAX_CONCURRENCY; see Retry-After"),
+        (500, "`engine_failed`, `internal_error`"),
+        (502, "`fetch_failed`: object storage kept failing"),
+        (503, "`not_ready`: the engine is loading or gone"),
+        (504, "`timeout`: past SKYRA_API_TIMEOUT_S; the engine request was cancelled"),
+    )
+}
+
+VIDEO_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": AnalyzeUri.model_json_schema()},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        "video_id": {"type": "string", "maxLength": 512},
+                    },
+                }
+            },
+        },
+    }
+}
+
+BATCH_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": AnalyzeBatch.model_json_schema()},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["files"],
+                    "properties": {
+                        "files": {"type": "array", "items": {"type": "string", "format": "binary"}}
+                    },
+                }
+            },
+        },
+    }
+}
+
+
+def create_app(
+    settings: Settings,
+    health: HealthState,
+    metrics: Metrics,
+    service: AnalyzeService | None = None,
+    *,
+    api: bool = True,
+) -> FastAPI:
+    """`api=False`: probes and metrics only (a worker without SKYRA_API_ENABLED)."""
+    app = FastAPI(
+        title="skyra-stream",
+        version=__version__,
+        summary="Grounded AI-generated-video verdicts (Skyra) on the worker's engine.",
+        docs_url="/docs" if api else None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if api else None,
+    )
+    tokens = BearerTokens(settings.bearer_tokens())
+
+    @app.exception_handler(ApiProblem)
+    async def on_problem(request: Request, exc: ApiProblem) -> JSONResponse:
+        body = _error_body(exc, getattr(request.state, "request_id", None))
+        return JSONResponse(body, status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = [
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in list(exc.errors())[:5]
+        ]
+        problem = ApiProblem(422, ErrorCode.INVALID_EVENT.value, "; ".join(parts))
+        return await on_problem(request, problem)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "invalid_event")
+        problem = ApiProblem(exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
+        return await on_problem(request, problem)
+
+    # -- probes and metrics (never behind a token: the kubelet and Prometheus call them) ---
+
+    @app.get("/healthz", tags=["ops"], summary="Liveness: the loops still turn")
+    async def healthz() -> JSONResponse:
+        ok, detail = health.alive()
+        return JSONResponse({"ok": ok, **detail}, status_code=200 if ok else 503)
+
+    @app.get("/readyz", tags=["ops"], summary="Readiness: the engine (and partitions) are ready")
+    async def readyz() -> JSONResponse:
+        ok, detail = health.ready()
+        return JSONResponse({"ok": ok, **detail}, status_code=200 if ok else 503)
+
+    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics")
+    async def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    if api:
+        app.include_router(_api_router(settings, tokens, service))
+    return _wrap(app, settings, metrics)
+
+
+def _wrap(app: FastAPI, settings: Settings, metrics: Metrics) -> FastAPI:
+    # Outermost first: ids for every log line, then the body bound, then per-route metrics.
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api_max_body_bytes)
+    app.add_middleware(RequestIdMiddleware)
+    return app
+
+
+def _api_router(
+    settings: Settings, tokens: BearerTokens, service: AnalyzeService | None
+) -> APIRouter:
+    async def authorized(request: Request) -> None:
+        if not tokens.allows(request.headers.get("authorization")):
+            raise ApiProblem(
+                401,
+                "unauthorized",
+                "a valid `Authorization: Bearer <token>` header is required",
+                {"WWW-Authenticate": 'Bearer realm="skyra-stream"'},
+            )
+
+    router = APIRouter(prefix="/v1", tags=["analyze"], dependencies=[Depends(authorized)])
+
+    def svc() -> AnalyzeService:
+        if service is None or not service.ready:
+            raise ApiProblem(503, "not_ready", "the engine is loading")
+        return service
+
+    async def one(
+        request: Request, videos: int, prepare: Callable[[], Awaitable[Prepared]]
+    ) -> Verdict:
+        s = svc()
+        try:
+            s.admit(videos)
+        except Exception as exc:
+            raise problem_from(exc, settings) from None
+        try:
+            return await s.within_timeout(_analysed(s, prepare))
+        except Exception as exc:
+            raise problem_from(exc, settings) from None
+        finally:
+            s.release(videos)
+
+    @router.post(
+        "/analyze",
+        response_model=Verdict,
+        responses=ERROR_RESPONSES,
+        openapi_extra=VIDEO_BODY,
+        summary="Analyse one video: an upload (multipart `file`) or an `s3://` URI (JSON)",
+    )
+    async def analyze(request: Request) -> Verdict:
+        rid = request.state.request_id
+        kind = _content_kind(request)
+        if kind == "json":
+            body = _parse(AnalyzeUri, await request.body())
+            return await one(
+                request,
+                1,
+                lambda: svc().from_uri(body.uri, f"api-{rid}", body.video_id, body.version_id),
+            )
+        form = await _form(request, max_files=1)
+        try:
+            upload = form.get("file")
+            if not isinstance(upload, StarletteUpload):
+                raise ApiProblem(422, "invalid_event", "multipart field `file` is required")
+            video_id = _text(form.get("video_id"))
+            size = upload.size or 0
+            return await one(
+                request,
+                1,
+                lambda: svc().from_upload(
+                    upload.file, size, upload.filename, f"api-{rid}", video_id
+                ),
+            )
+        finally:
+            await form.close()
+
+    @router.post(
+        "/analyze_batch",
+        response_model=BatchResult,
+        responses=ERROR_RESPONSES,
+        openapi_extra=BATCH_BODY,
+        summary="Analyse up to SKYRA_API_MAX_BATCH videos concurrently; results in order",
+    )
+    async def analyze_batch(request: Request) -> BatchResult:
+        rid = request.state.request_id
+        kind = _content_kind(request)
+        form = None
+        preparers: list[Callable[[], Awaitable[Prepared]]] = []
+        try:
+            if kind == "json":
+                batch = _parse(AnalyzeBatch, await request.body())
+                _check_batch(len(batch.items), settings)
+                for i, item in enumerate(batch.items):
+                    preparers.append(_uri_preparer(svc, item, f"api-{rid}-{i}"))
+            else:
+                form = await _form(request, max_files=settings.api_max_batch)
+                uploads = [f for f in form.getlist("files") if isinstance(f, StarletteUpload)]
+                if not uploads:
+                    raise ApiProblem(422, "invalid_event", "multipart field `files` is required")
+                _check_batch(len(uploads), settings)
+                for i, upload in enumerate(uploads):
+                    preparers.append(_upload_preparer(svc, upload, f"api-{rid}-{i}"))
+            s = svc()
+            try:
+                s.admit(len(preparers))
+            except Exception as exc:
+                raise problem_from(exc, settings) from None
+            try:
+                results = await s.within_timeout(_gather(s, preparers, settings, rid))
+            except Exception as exc:
+                raise problem_from(exc, settings) from None
+            finally:
+                s.release(len(preparers))
+            return BatchResult(request_id=rid, results=results)
+        finally:
+            if form is not None:
+                await form.close()
+
+    @router.post(
+        "/analyze_frames",
+        response_model=Verdict,
+        responses=ERROR_RESPONSES,
+        summary="Analyse pre-extracted frames (images) with their timestamps in seconds",
+    )
+    async def analyze_frames(
+        request: Request,
+        frames: Annotated[
+            list[UploadFile], File(description="Frames in time order (PNG, JPEG, WebP...).")
+        ],
+        timestamps: Annotated[
+            str, Form(description="JSON array of seconds, one per frame, ascending.")
+        ],
+        video_id: Annotated[str | None, Form(max_length=512)] = None,
+    ) -> Verdict:
+        rid = request.state.request_id
+        if len(frames) > MAX_FRAMES:
+            raise ApiProblem(413, "video_too_large", f"{len(frames)} frames, at most {MAX_FRAMES}")
+        stamps = _timestamps(timestamps)
+        files = [f.file for f in frames]
+        return await one(
+            request, 1, lambda: svc().from_frames(files, stamps, f"api-{rid}", video_id)
+        )
+
+    return router
+
+
+async def _analysed(service: AnalyzeService, prepare: Callable[[], Awaitable[Prepared]]) -> Verdict:
+    return await service.verdict(await prepare())
+
+
+async def _gather(
+    service: AnalyzeService,
+    preparers: list[Callable[[], Awaitable[Prepared]]],
+    settings: Settings,
+    rid: str,
+) -> list[BatchItem]:
+    async def item(i: int, prepare: Callable[[], Awaitable[Prepared]]) -> BatchItem:
+        try:
+            verdict = await _analysed(service, prepare)
+        except (OverloadedError, RequestTimeoutError, NotReadyError, EngineDeadError):
+            raise
+        except Exception as exc:
+            problem = problem_from(exc, settings)
+            error = ApiError(code=problem.code, message=problem.message, request_id=rid)
+            return BatchItem(index=i, status="rejected", error=error)
+        return BatchItem(index=i, status="ok", verdict=verdict)
+
+    return list(await asyncio.gather(*(item(i, p) for i, p in enumerate(preparers))))
+
+
+def _uri_preparer(
+    svc: Callable[[], AnalyzeService], item: AnalyzeUri, event_id: str
+) -> Callable[[], Awaitable[Prepared]]:
+    return lambda: svc().from_uri(item.uri, event_id, item.video_id, item.version_id)
+
+
+def _upload_preparer(
+    svc: Callable[[], AnalyzeService], upload: StarletteUpload, event_id: str
+) -> Callable[[], Awaitable[Prepared]]:
+    return lambda: svc().from_upload(upload.file, upload.size or 0, upload.filename, event_id, None)
+
+
+def _check_batch(n: int, settings: Settings) -> None:
+    if n > settings.api_max_batch:
+        raise ApiProblem(
+            422, "invalid_event", f"{n} items, at most {settings.api_max_batch} per batch"
+        )
+
+
+async def _form(request: Request, max_files: int) -> FormData:
+    try:
+        return await request.form(max_files=max_files, max_fields=4)
+    except StarletteHTTPException as exc:  # malformed multipart, too many parts
+        raise ApiProblem(422, "invalid_event", f"multipart body: {exc.detail}") from None
+
+
+def _content_kind(request: Request) -> str:
+    ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if ctype == "application/json":
+        return "json"
+    if ctype == "multipart/form-data":
+        return "multipart"
+    raise ApiProblem(415, "invalid_event", "send application/json or multipart/form-data")
+
+
+M = TypeVar("M", AnalyzeUri, AnalyzeBatch)
+
+
+def _parse(model: type[M], raw: bytes) -> M:
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        raise ApiProblem(422, "invalid_event", short_errors(exc)) from None
+
+
+def _text(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 1 <= len(value) <= 512:
+        raise ApiProblem(422, "invalid_event", "video_id must be 1-512 characters")
+    return value
+
+
+def _timestamps(raw: str) -> list[float]:
+    try:
+        values = json.loads(raw) if raw.strip().startswith("[") else raw.split(",")
+        stamps = [float(v) for v in values]
+    except (ValueError, TypeError):
+        raise ApiProblem(
+            422, "invalid_event", "timestamps must be a JSON array of seconds"
+        ) from None
+    if not all(math.isfinite(s) for s in stamps):
+        raise ApiProblem(422, "invalid_event", "timestamps must be finite numbers")
+    return stamps
+
+
+class MetricsMiddleware:
+    """Requests and latency per API route and status (probes are not counted)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not path.startswith("/v1/"):
+            await self.app(scope, receive, send)
+            return
+        endpoint = path.removeprefix("/v1/")
+        if endpoint not in API_ENDPOINTS:  # unknown paths must not mint label values
+            endpoint = "other"
+        status = 500
+        started = time.monotonic()
+
+        async def recording_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, recording_send)
+        finally:
+            self.metrics.api_requests.labels(endpoint, str(status)).inc()
+            self.metrics.api_seconds.labels(endpoint).observe(time.monotonic() - started)
+            log.info("api_request", endpoint=endpoint, status=status)
