@@ -123,6 +123,10 @@ class Campaign:
     def inject(self, kind: str) -> None:
         self.log(f"fault: {kind}")
         sup = self.supervisor
+        if kind in ("sigkill", "engine_kill"):
+            self.log(
+                f"  {sup.worker.metric('skyra_in_flight_messages') or 0:.0f} messages in flight"
+            )
         if kind == "sigkill":
             sup.worker.signal(signal.SIGKILL)
             sup.ended("sigkill", 60)

@@ -23,7 +23,9 @@ class Ledger:
     verdicts: int = 0
     dead_letters: Counter[str] = field(default_factory=Counter)
     duplicates: int = 0  # records dropped by event id (intentional copies + redeliveries)
-    redeliveries: int = 0  # extra records for ids that were sent once: crash replays
+    # Extra records for ids that were sent once: an outcome published, then the worker died
+    # before committing its offset, so the message was replayed.
+    redeliveries: int = 0
     missing: list[str] = field(default_factory=list)
     wrong: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
@@ -46,7 +48,7 @@ class Ledger:
             f"dead letters (after dropping duplicates): {sum(self.dead_letters.values())}",
             *(f"  {code}: {n}" for code, n in sorted(self.dead_letters.items())),
             f"duplicates dropped by event id: {self.duplicates} "
-            f"(redeliveries after faults: {self.redeliveries})",
+            f"(replays of ids sent once, after a fault: {self.redeliveries})",
             "faults injected: " + ", ".join(f"{k}={v}" for k, v in sorted(self.faults.items())),
             f"fetches outside the allowlist: {len(self.outside_allowlist)}",
         ]

@@ -61,3 +61,30 @@ def test_invalid_configuration_fails_at_start_naming_the_variable() -> None:
     assert proc.returncode == 2
     assert "SKYRA_MAX_NUM_SEQS" in proc.stderr
     assert "SKYRA_HTTP_PORT" in proc.stderr
+
+
+def test_api_tokens_from_env_and_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text("# one per line\nfrom-file\n\n")
+    monkeypatch.setenv("SKYRA_API_TOKENS", "t1, t2")
+    monkeypatch.setenv("SKYRA_API_TOKENS_FILE", str(tokens))
+    settings = Settings()
+    assert settings.bearer_tokens() == ["t1", "t2", "from-file"]
+    assert "t1" not in repr(settings)
+
+
+@pytest.mark.parametrize("command", ["serve", "worker"])
+def test_api_on_a_public_address_needs_tokens(command: str, tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "SKYRA_HTTP_HOST": "0.0.0.0",
+        "SKYRA_API_ENABLED": "true",
+        "SKYRA_MODEL_PATH": str(tmp_path),
+    }
+    env.pop("SKYRA_API_TOKENS", None)
+    env.pop("SKYRA_API_TOKENS_FILE", None)
+    proc = subprocess.run(
+        [SKYRA, command], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 2
+    assert "SKYRA_API_TOKENS" in proc.stderr

@@ -1,0 +1,126 @@
+"""How an API call overtakes the backlog: our admission window vs vLLM's priority scheduler.
+
+Each arm starts its own engine (vLLM on the CPU, tiny model), submits `--backlog` videos at
+priority 0 (the Kafka backlog), waits until the engine is busy, then submits one video at the
+API's priority and times it until its answer:
+  fifo:      vLLM fcfs, our window with no priority (every request priority 0): the baseline;
+  admission: vLLM fcfs, our window admits by priority (what the worker does by default);
+  vllm:      our window as large as the backlog (so it never holds anything back) and vLLM's
+             `priority` scheduling policy deciding alone.
+The same call with the engine idle is the floor. Last line:
+`ratio admission_vs_fifo=<x.xx> vllm_vs_fifo=<x.xx>` (API latency under backlog; lower wins).
+
+    python -m benchmarks.api_priority [--backlog 48] [--window 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+from skyra_stream.engine import EngineRequest, VerdictEngine
+from skyra_stream.frames import sample_video
+from skyra_stream.samples import VideoSpec, write_video
+from skyra_stream.settings import Settings
+from skyra_stream.tiny_model import build_tiny_model
+
+
+def arm(
+    name: str,
+    settings: Settings,
+    clips: list[Path],
+    api_clip: Path,
+    *,
+    backlog: int,
+    priority: int,
+) -> tuple[float, float]:
+    """(idle latency, latency under backlog) of one API-priority request, in seconds."""
+    videos = [sample_video(str(p)) for p in clips]
+    api_video = sample_video(str(api_clip))
+    engine = VerdictEngine(settings).start()
+    try:
+        warm = EngineRequest("warm", videos[0].frames, videos[0].timestamps_s)
+        engine.submit(warm).result()
+        started = time.perf_counter()
+        engine.submit(
+            EngineRequest("idle", api_video.frames, api_video.timestamps_s, priority=priority)
+        ).result()
+        idle = time.perf_counter() - started
+        futures = [
+            engine.submit(
+                EngineRequest(
+                    f"bk{i}", videos[i % len(videos)].frames, videos[i % len(videos)].timestamps_s
+                )
+            )
+            for i in range(backlog)
+        ]
+        while engine.in_flight < min(settings.max_in_flight, backlog):
+            time.sleep(0.01)
+        time.sleep(0.5)  # the engine is mid-batch when the call arrives
+        started = time.perf_counter()
+        engine.submit(
+            EngineRequest("api", api_video.frames, api_video.timestamps_s, priority=priority)
+        ).result()
+        busy = time.perf_counter() - started
+        done_before = sum(f.done() for f in futures)
+        for f in futures:
+            f.result()
+        print(
+            f"{name:10s} idle {idle:6.2f} s   under backlog {busy:6.2f} s   "
+            f"backlog finished first: {done_before}/{backlog}",
+            flush=True,
+        )
+        return idle, busy
+    finally:
+        engine.close()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--backlog", type=int, default=48)
+    ap.add_argument("--window", type=int, default=8)
+    ap.add_argument("--max-tokens", type=int, default=32)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        model = build_tiny_model(folder / "model")
+        clips = [write_video(folder / f"c{i}.mp4", VideoSpec(frames=30, seed=i)) for i in range(8)]
+        api_clip = write_video(folder / "api.mp4", VideoSpec(frames=30, seed=99))
+        base = Settings(
+            model_path=model,
+            max_tokens=args.max_tokens,
+            kv_cache_bytes=512 << 20,
+            mm_max_pixels=160 * 28 * 28,
+            max_num_seqs=args.window,
+            max_in_flight=args.window,
+        )
+        results = {
+            "fifo": arm("fifo", base, clips, api_clip, backlog=args.backlog, priority=0),
+            "admission": arm(
+                "admission", base, clips, api_clip, backlog=args.backlog, priority=-10
+            ),
+            "vllm": arm(
+                "vllm",
+                base.model_copy(
+                    update={"scheduling_policy": "priority", "max_in_flight": args.backlog + 1}
+                ),
+                clips,
+                api_clip,
+                backlog=args.backlog,
+                priority=-10,
+            ),
+        }
+    fifo = results["fifo"][1]
+    print(
+        f"ratio admission_vs_fifo={results['admission'][1] / fifo:.2f} "
+        f"vllm_vs_fifo={results['vllm'][1] / fifo:.2f}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
