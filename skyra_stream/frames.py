@@ -58,6 +58,9 @@ ALLOWED_FORMATS = frozenset(
 )
 
 
+_PROBED_STREAMS = 32  # stream_options apply by stream index; more streams than this is absurd
+
+
 @dataclass(frozen=True, slots=True)
 class DecodeLimits:
     """Bounds on what one video may cost to decode."""
@@ -91,7 +94,16 @@ def sample_video(source: Source, limits: DecodeLimits | None = None) -> SampledV
     limits = limits or DecodeLimits()
     deadline = time.monotonic() + limits.timeout_s
     try:
-        container = av.open(source, mode="r", metadata_errors="ignore")
+        container = av.open(
+            source,
+            mode="r",
+            metadata_errors="ignore",
+            # Opening a file probes its streams, and probing decodes a frame: an 8K bomb cost
+            # ~85 MiB before our pixel check ran (tests/test_limits.py). FFmpeg's own
+            # max_pixels makes the probe refuse to decode past the cap; the header still
+            # gives the size, and _check_pixels refuses it.
+            stream_options=[{"max_pixels": str(limits.max_pixels)}] * _PROBED_STREAMS,
+        )
     except Exception as exc:  # FFmpegError mostly; any failure to open is the input's
         raise SkyraError(ErrorCode.NOT_A_VIDEO, f"not a readable container: {exc}") from None
     try:
