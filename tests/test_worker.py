@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -172,7 +173,8 @@ def accounted(stack: Stack, topics: dict[str, str], ids: set[str]) -> Callable[[
 @pytest.fixture(scope="module")
 def worker_a(stack: Stack) -> Iterator[tuple[Worker, dict[str, str]]]:
     topics = stack.topics("a")
-    worker = Worker(stack, topics, "worker-a")
+    # Also serves the analyze API on its HTTP port, on the same engine (loopback: no token).
+    worker = Worker(stack, topics, "worker-a", api_enabled=True, http_host="127.0.0.1")
     try:
         worker.wait_ready()
         yield worker, topics
@@ -206,6 +208,28 @@ def test_good_events_get_one_verdict_each(
     assert b"skyra_verdicts_total" in body
     assert b'skyra_stage_seconds_bucket{le="0.01",stage="decode"}' in body
     assert worker.get("/healthz")[0] == 200
+
+
+def test_the_worker_serves_the_api_on_its_engine(
+    stack: Stack, worker_a: tuple[Worker, dict[str, str]]
+) -> None:
+    worker, _ = worker_a
+    body = json.dumps({"uri": f"s3://{BUCKET}/good/v2.mp4", "video_id": "sync-1"}).encode()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{worker.http_port}/v1/analyze",
+        data=body,
+        headers={"Content-Type": "application/json", "X-Request-ID": "sync-check"},
+    )
+    with urllib.request.urlopen(request, timeout=120) as resp:
+        verdict = json.loads(resp.read())
+        assert resp.headers["X-Request-ID"] == "sync-check"
+    assert verdict["event_id"] == "api-sync-check"
+    assert verdict["worker"]["id"] == "worker-a"
+    assert verdict["video"]["frames_sampled"] == 16
+    assert (
+        b'skyra_api_requests_total{endpoint="analyze",status="200"} 1.0'
+        in worker.get("/metrics")[1]
+    )
 
 
 def test_bad_inputs_get_one_dead_letter_each_and_the_worker_goes_on(
