@@ -94,7 +94,7 @@ def sample_video(source: Source, limits: DecodeLimits | None = None) -> SampledV
     limits = limits or DecodeLimits()
     deadline = time.monotonic() + limits.timeout_s
     try:
-        container = av.open(
+        container = av.open(  # type: ignore[call-overload]  # stubs say list[str]; dicts are right
             source,
             mode="r",
             metadata_errors="ignore",

@@ -549,3 +549,37 @@ def test_api_call_overtakes_a_200_event_kafka_backlog(
         pipeline.close()
         publisher.close()
         broker.stop()
+
+
+def test_serve_runs_the_api_alone_and_stops_cleanly(
+    tiny_model: Path, clips: dict[str, Path], tmp_path: Path
+) -> None:
+    from skyra_stream.devstack import ChildProcess
+
+    server = ChildProcess(
+        "serve",
+        tmp_path / "serve.log",
+        {
+            "model_path": tiny_model,
+            "http_host": "127.0.0.1",
+            "max_tokens": 12,
+            "kv_cache_bytes": 128 << 20,
+            "mm_max_pixels": 160 * 28 * 28,
+            "max_num_seqs": 4,
+            "max_in_flight": 4,
+            "log_format": "json",
+        },
+    )
+    try:
+        server.wait_ready(300)
+        with httpx.Client(base_url=f"http://127.0.0.1:{server.http_port}", timeout=120) as c:
+            _verdict(c.post("/v1/analyze", files={"file": ("a.mp4", clips["a"].read_bytes())}))
+            assert c.get("/openapi.json").json()["paths"].keys() >= {
+                "/v1/analyze",
+                "/v1/analyze_batch",
+                "/v1/analyze_frames",
+            }
+        server.terminate()
+        assert server.wait(120) == 0, server.tail()
+    finally:
+        server.kill()

@@ -241,20 +241,23 @@ def _api_router(
             raise ApiProblem(503, "not_ready", "the engine is loading")
         return service
 
-    async def one(
-        request: Request, videos: int, prepare: Callable[[], Awaitable[Prepared]]
-    ) -> Verdict:
+    async def admitted(videos: int, work: Callable[[AnalyzeService], Awaitable[T]]) -> T:
+        """Hold `videos` places for the whole request (or answer 429), within the timeout;
+        every failure leaves as an ApiProblem with its status and code."""
         s = svc()
         try:
             s.admit(videos)
         except Exception as exc:
             raise problem_from(exc, settings) from None
         try:
-            return await s.within_timeout(_analysed(s, prepare))
+            return await s.within_timeout(work(s))
         except Exception as exc:
             raise problem_from(exc, settings) from None
         finally:
             s.release(videos)
+
+    async def one(prepare: Callable[[AnalyzeService], Awaitable[Prepared]]) -> Verdict:
+        return await admitted(1, lambda s: _analysed(s, lambda: prepare(s)))
 
     @router.post(
         "/analyze",
@@ -266,29 +269,31 @@ def _api_router(
     async def analyze(request: Request) -> Verdict:
         rid = request.state.request_id
         kind = _content_kind(request)
-        if kind == "json":
-            body = _parse(AnalyzeUri, await request.body())
-            return await one(
-                request,
-                1,
-                lambda: svc().from_uri(body.uri, f"api-{rid}", body.video_id, body.version_id),
-            )
-        form = await _form(request, max_files=1)
-        try:
-            upload = form.get("file")
-            if not isinstance(upload, StarletteUpload):
-                raise ApiProblem(422, "invalid_event", "multipart field `file` is required")
-            video_id = _text(form.get("video_id"))
-            size = upload.size or 0
-            return await one(
-                request,
-                1,
-                lambda: svc().from_upload(
-                    upload.file, size, upload.filename, f"api-{rid}", video_id
-                ),
-            )
-        finally:
-            await form.close()
+
+        # Admitted before the body is read: past the bound, a caller learns it (429) without
+        # first uploading a whole video.
+        async def work(s: AnalyzeService) -> Verdict:
+            if kind == "json":
+                body = _parse(AnalyzeUri, await request.body())
+                prepared = await s.from_uri(body.uri, f"api-{rid}", body.video_id, body.version_id)
+                return await s.verdict(prepared)
+            form = await _form(request, max_files=1)
+            try:
+                upload = form.get("file")
+                if not isinstance(upload, StarletteUpload):
+                    raise ApiProblem(422, "invalid_event", "multipart field `file` is required")
+                prepared = await s.from_upload(
+                    upload.file,
+                    upload.size or 0,
+                    upload.filename,
+                    f"api-{rid}",
+                    _text(form.get("video_id")),
+                )
+                return await s.verdict(prepared)
+            finally:
+                await form.close()
+
+        return await admitted(1, work)
 
     @router.post(
         "/analyze_batch",
@@ -316,17 +321,7 @@ def _api_router(
                 _check_batch(len(uploads), settings)
                 for i, upload in enumerate(uploads):
                     preparers.append(_upload_preparer(svc, upload, f"api-{rid}-{i}"))
-            s = svc()
-            try:
-                s.admit(len(preparers))
-            except Exception as exc:
-                raise problem_from(exc, settings) from None
-            try:
-                results = await s.within_timeout(_gather(s, preparers, settings, rid))
-            except Exception as exc:
-                raise problem_from(exc, settings) from None
-            finally:
-                s.release(len(preparers))
+            results = await admitted(len(preparers), lambda s: _gather(s, preparers, settings, rid))
             return BatchResult(request_id=rid, results=results)
         finally:
             if form is not None:
@@ -353,9 +348,7 @@ def _api_router(
             raise ApiProblem(413, "video_too_large", f"{len(frames)} frames, at most {MAX_FRAMES}")
         stamps = _timestamps(timestamps)
         files = [f.file for f in frames]
-        return await one(
-            request, 1, lambda: svc().from_frames(files, stamps, f"api-{rid}", video_id)
-        )
+        return await one(lambda s: s.from_frames(files, stamps, f"api-{rid}", video_id))
 
     return router
 
@@ -420,6 +413,7 @@ def _content_kind(request: Request) -> str:
 
 
 M = TypeVar("M", AnalyzeUri, AnalyzeBatch)
+T = TypeVar("T")
 
 
 def _parse(model: type[M], raw: bytes) -> M:
