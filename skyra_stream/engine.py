@@ -236,6 +236,7 @@ class VerdictEngine:
         self._dead: BaseException | None = None
         self._in_flight = 0
         self.peak_in_flight = 0
+        self.aborted = 0  # vLLM requests aborted because their caller went away
         self._params = sampling_params(settings)
         self._started = False
         self.max_model_len: int | None = None
@@ -360,6 +361,7 @@ class VerdictEngine:
                     final = output
             except asyncio.CancelledError:
                 await self._llm.abort(vllm_id)
+                self.aborted += 1
                 raise
             except Exception as exc:
                 if _is_dead(exc) or self._llm.errored:

@@ -26,8 +26,21 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from skyra_stream import __version__
-from skyra_stream.api.guards import BearerTokens, BodyLimitMiddleware, RequestIdMiddleware
-from skyra_stream.api.models import AnalyzeBatch, AnalyzeUri, ApiError, BatchItem, BatchResult
+from skyra_stream.api.guards import (
+    BearerTokens,
+    BodyLimitMiddleware,
+    BodyTooLargeError,
+    RequestIdMiddleware,
+)
+from skyra_stream.api.models import (
+    AnalyzeBatch,
+    AnalyzeUri,
+    ApiError,
+    BatchItem,
+    BatchResult,
+    Liveness,
+    Readiness,
+)
 from skyra_stream.api.service import (
     AnalyzeService,
     NotReadyError,
@@ -92,8 +105,20 @@ def problem_from(exc: BaseException, settings: Settings) -> ApiProblem:
         return ApiProblem(503, "not_ready", str(exc) or "the engine is not available")
     if isinstance(exc, RequestTimeoutError):
         return ApiProblem(504, "timeout", str(exc))
+    if isinstance(exc, StarletteHTTPException):  # the body bound, crossed while reading it
+        code = http_code(exc.status_code)
+        return ApiProblem(exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
     log.error("api_internal_error", error=repr(exc), exc_info=exc)
     return ApiProblem(500, "internal_error", f"unexpected {type(exc).__name__}")
+
+
+def http_code(status: int) -> str:
+    """The error code of a status that Starlette or the body bound raised, not a route."""
+    return {
+        404: "not_found",
+        405: "method_not_allowed",
+        413: ErrorCode.OBJECT_TOO_LARGE.value,
+    }.get(status, ErrorCode.INVALID_EVENT.value)
 
 
 def _error_body(problem: ApiProblem, request_id: str | None) -> dict[str, Any]:
@@ -189,23 +214,41 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "invalid_event")
+        code = http_code(exc.status_code)
         problem = ApiProblem(exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
         return await on_problem(request, problem)
 
     # -- probes and metrics (never behind a token: the kubelet and Prometheus call them) ---
 
-    @app.get("/healthz", tags=["ops"], summary="Liveness: the loops still turn")
+    @app.get(
+        "/healthz",
+        tags=["ops"],
+        summary="Liveness: the loops still turn",
+        response_model=Liveness,
+        responses={503: {"model": Liveness, "description": "a loop has stalled"}},
+    )
     async def healthz() -> JSONResponse:
         ok, detail = health.alive()
         return JSONResponse({"ok": ok, **detail}, status_code=200 if ok else 503)
 
-    @app.get("/readyz", tags=["ops"], summary="Readiness: the engine (and partitions) are ready")
+    @app.get(
+        "/readyz",
+        tags=["ops"],
+        summary="Readiness: the engine (and partitions) are ready",
+        response_model=Readiness,
+        responses={503: {"model": Readiness, "description": "not ready yet, or no longer"}},
+    )
     async def readyz() -> JSONResponse:
         ok, detail = health.ready()
         return JSONResponse({"ok": ok, **detail}, status_code=200 if ok else 503)
 
-    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics")
+    @app.get(
+        "/metrics",
+        tags=["ops"],
+        summary="Prometheus metrics",
+        response_class=Response,
+        responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}},
+    )
     async def prometheus() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
@@ -399,6 +442,8 @@ def _check_batch(n: int, settings: Settings) -> None:
 async def _form(request: Request, max_files: int) -> FormData:
     try:
         return await request.form(max_files=max_files, max_fields=4)
+    except BodyTooLargeError:
+        raise
     except StarletteHTTPException as exc:  # malformed multipart, too many parts
         raise ApiProblem(422, "invalid_event", f"multipart body: {exc.detail}") from None
 

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Sequence
 
 import structlog
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUEST_ID_HEADER = "x-request-id"
@@ -55,8 +56,15 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send_with_id)
 
 
-class BodyTooLargeError(Exception):
-    pass
+class BodyTooLargeError(HTTPException):
+    """Raised from `receive` once a streamed body crosses the bound.
+
+    An HTTPException so that the routes' own body parsing (FastAPI turns any other error
+    while parsing a form into a 400) lets it through to the 413 handler."""
+
+    def __init__(self, limit: int) -> None:
+        # Closing the connection is the only way to stop a client that is still sending.
+        super().__init__(413, f"request body over {limit} bytes", {"Connection": "close"})
 
 
 class BodyLimitMiddleware:
@@ -81,7 +89,7 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise BodyTooLargeError
+                    raise BodyTooLargeError(self.max_bytes)
             return message
 
         async def tracking_send(message: Message) -> None:

@@ -59,3 +59,17 @@ class BatchItem(_Body):
 class BatchResult(_Body):
     request_id: str
     results: list[BatchItem]
+
+
+class Liveness(BaseModel):
+    """/healthz: every loop that reports a heartbeat, with seconds since its last one."""
+
+    ok: bool
+    loops_age_s: dict[str, float]
+
+
+class Readiness(BaseModel):
+    """/readyz: each readiness check (the engine; partitions in the worker) by name."""
+
+    ok: bool
+    checks: dict[str, bool]

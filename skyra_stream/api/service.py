@@ -18,12 +18,14 @@ import concurrent.futures
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import IO, TypeVar
+from typing import IO, Any, TypeVar
 
 import structlog
+from pydantic import ValidationError
 
 from skyra_stream.engine import EngineRequest, VerdictEngine, model_name
 from skyra_stream.errors import ErrorCode, SkyraError
+from skyra_stream.events import short_errors
 from skyra_stream.fetch import ObjectFetcher
 from skyra_stream.frames import SampledVideo, sample_video
 from skyra_stream.images import ImageSource, frames_from_images
@@ -105,7 +107,7 @@ class AnalyzeService:
     async def from_uri(
         self, uri: str, event_id: str, video_id: str | None, version_id: str | None = None
     ) -> Prepared:
-        event = IngestEvent(
+        event = _event(
             event_id=event_id, video_id=video_id or uri[-512:], uri=uri, version_id=version_id
         )
 
@@ -129,7 +131,7 @@ class AnalyzeService:
                 f"upload is {size} bytes, the limit is {self.settings.max_object_bytes}",
             )
         uri = f"upload:{_clean(filename) or 'video'}"
-        event = IngestEvent(event_id=event_id, video_id=video_id or uri, uri=uri, size_bytes=size)
+        event = _event(event_id=event_id, video_id=video_id or uri, uri=uri, size_bytes=size)
 
         def work() -> Prepared:
             started = time.monotonic()
@@ -148,7 +150,7 @@ class AnalyzeService:
         video_id: str | None,
     ) -> Prepared:
         uri = "frames:"
-        event = IngestEvent(event_id=event_id, video_id=video_id or event_id, uri=uri)
+        event = _event(event_id=event_id, video_id=video_id or event_id, uri=uri)
 
         def work() -> Prepared:
             started = time.monotonic()
@@ -206,6 +208,15 @@ class AnalyzeService:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _event(**fields: Any) -> IngestEvent:
+    """The request as the ingest event the worker would have read: the same validation
+    (ids without control characters, lengths), so the same 422 for what it refuses."""
+    try:
+        return IngestEvent.model_validate(fields)
+    except ValidationError as exc:
+        raise SkyraError(ErrorCode.INVALID_EVENT, short_errors(exc)) from None
 
 
 def _clean(filename: str | None) -> str:
