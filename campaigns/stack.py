@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-from kafka import KafkaConsumer
 
+from consumers.readers import topic_reader
 from skyra_stream.devstack import ChildProcess
 from skyra_stream.tiny_model import build_tiny_model
 from tests.support.faulty_proxy import FaultyProxy
@@ -153,14 +153,7 @@ class Collector:
         self.ids: set[str] = set()
         self.records = 0
         self._stop = threading.Event()
-        self._consumer = KafkaConsumer(
-            TOPICS["verdicts"],
-            TOPICS["dead"],
-            bootstrap_servers=bootstrap,
-            group_id=None,
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-        )
+        self._consumer = topic_reader(bootstrap, TOPICS["verdicts"], TOPICS["dead"])
         self._thread = threading.Thread(target=self._run, name="collector", daemon=True)
         self._thread.start()
 

@@ -19,11 +19,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from kafka import KafkaConsumer
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from consumers.readers import topic_reader
 from producers.admin import create_topics
 from producers.tool import publish
 from skyra_stream.devstack import TansuBroker, free_port
@@ -190,14 +190,7 @@ def _watch(
 ) -> dict[str, Verdict | DeadLetter]:
     wanted = {e.event_id: e for e in events}
     results: dict[str, Verdict | DeadLetter] = {}
-    consumer = KafkaConsumer(
-        TOPICS["verdicts"],
-        TOPICS["dead"],
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
+    consumer = topic_reader(bootstrap, TOPICS["verdicts"], TOPICS["dead"])
     deadline = time.monotonic() + timeout_s
     try:
         with Live(_table(results, wanted), console=console, refresh_per_second=4) as live:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from kafka import KafkaConsumer, TopicPartition
 
+from consumers.readers import topic_reader
 from producers.admin import create_topics
 from skyra_stream.devstack import TansuBroker, free_port
 
@@ -28,14 +29,7 @@ def read_all(
     bootstrap: str, topic: str, *, idle_s: float = 3.0
 ) -> list[tuple[bytes | None, bytes, dict[str, bytes]]]:
     """Every record of a topic from the beginning: (key, value, headers)."""
-    consumer = KafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        group_id=None,
-        consumer_timeout_ms=int(idle_s * 1000),
-    )
+    consumer = topic_reader(bootstrap, topic, idle_s=idle_s)
     try:
         return [(r.key, r.value, dict(r.headers or [])) for r in consumer]
     finally:
@@ -64,14 +58,7 @@ def committed_vs_end(
         committed = {tp.partition: consumer.committed(tp) or 0 for tp in parts}
     finally:
         consumer.close()
-    reader = KafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        group_id=None,
-        consumer_timeout_ms=2000,
-    )
+    reader = topic_reader(bootstrap, topic, idle_s=2.0)
     end = {tp.partition: 0 for tp in parts}
     try:
         for record in reader:
