@@ -60,6 +60,10 @@ FAULT_KINDS = (
 )
 
 
+KILLS = frozenset({"sigkill", "engine_kill"})
+KILL_AT_IN_FLIGHT = 3
+
+
 def schedule(rng: random.Random, short: bool) -> list[str]:
     """Each kind at least once; the full campaign repeats the kills and the outages."""
     kinds = list(FAULT_KINDS)
@@ -92,8 +96,9 @@ class Campaign:
     # -- the stream -------------------------------------------------------------------------
 
     def produce(self) -> None:
-        """An opening backlog, then one slice of the stream after each fault is injected, so
-        that every fault meets work in flight; each message's position is learned."""
+        """An opening backlog, then one slice of the stream released before each fault, so
+        that every fault meets work in flight (a slice before a kill arrives at once, the
+        others at --rate); each message's position is learned."""
         settings = Settings(
             kafka_bootstrap_servers=[self.stack.broker.bootstrap], ingest_topic=TOPICS["ingest"]
         )
@@ -110,7 +115,7 @@ class Campaign:
                     if item.by_position:
                         meta = future.get(timeout=120)
                         item.ids = [f"kafka:{meta.topic}:{meta.partition}:{meta.offset}"]
-                    if n > 0:
+                    if n > 0 and not self.kill_follows(n):
                         time.sleep(1.0 / self.args.rate)
             producer.flush(timeout_s=120)
         finally:
@@ -123,10 +128,8 @@ class Campaign:
     def inject(self, kind: str) -> None:
         self.log(f"fault: {kind}")
         sup = self.supervisor
-        if kind in ("sigkill", "engine_kill"):
-            self.log(
-                f"  {sup.worker.metric('skyra_in_flight_messages') or 0:.0f} messages in flight"
-            )
+        if kind in KILLS:
+            self.log(f"  {self.in_flight():.0f} messages in flight")
         if kind == "sigkill":
             sup.worker.signal(signal.SIGKILL)
             sup.ended("sigkill", 60)
@@ -170,6 +173,13 @@ class Campaign:
                 self.stack.proxy.inject(2, Fault(status=0, delay_s=stall))
         self.faults[kind] += 1
 
+    def kill_follows(self, slice_no: int) -> bool:
+        """Slice n (n >= 1) is released just before fault n of the schedule."""
+        return slice_no < len(self.schedule) and self.schedule[slice_no] in KILLS
+
+    def in_flight(self) -> float:
+        return self.supervisor.worker.metric("skyra_in_flight_messages") or 0
+
     # -- the run ----------------------------------------------------------------------------
 
     def run(self) -> Ledger:
@@ -179,14 +189,18 @@ class Campaign:
         producer = threading.Thread(target=self.produce, name="producer", daemon=True)
         producer.start()
         low, high = (6, 12) if self.args.short else (10, 30)
-        for kind in self.schedule:
+        for n, kind in enumerate(self.schedule):
+            if n > 0:  # the opening backlog is the first fault's work
+                self.release.release()
             deadline = time.monotonic() + self.rng.uniform(low, high)
             while time.monotonic() < deadline:
                 self.supervisor.check_alive()
-                time.sleep(1)
+                if kind in KILLS and self.in_flight() >= KILL_AT_IN_FLIGHT:
+                    break  # a kill is only a test of recovery when it interrupts work
+                time.sleep(0.25)
             self.inject(kind)
-            self.release.release()
             self.progress()
+        self.release.release()  # the last slice meets no fault: the recovered worker's work
         producer.join()
         expected = {eid for item in self.items for eid in item.ids}
         deadline = time.monotonic() + self.args.drain_timeout
