@@ -177,6 +177,13 @@ class Campaign:
         """Slice n (n >= 1) is released just before fault n of the schedule."""
         return slice_no < len(self.schedule) and self.schedule[slice_no] in KILLS
 
+    def work_to_interrupt(self, kind: str) -> bool:
+        """A kill or a SIGTERM only tests recovery or the drain when it interrupts work, so
+        those go as soon as the work is there rather than when a burst has finished."""
+        if kind == "sigterm_full_window":
+            return self.in_flight() >= int(WORKER_SETTINGS["pipeline_window"])  # type: ignore[call-overload]
+        return kind in KILLS and self.in_flight() >= KILL_AT_IN_FLIGHT
+
     def in_flight(self) -> float:
         return self.supervisor.worker.metric("skyra_in_flight_messages") or 0
 
@@ -195,8 +202,8 @@ class Campaign:
             deadline = time.monotonic() + self.rng.uniform(low, high)
             while time.monotonic() < deadline:
                 self.supervisor.check_alive()
-                if kind in KILLS and self.in_flight() >= KILL_AT_IN_FLIGHT:
-                    break  # a kill is only a test of recovery when it interrupts work
+                if self.work_to_interrupt(kind):
+                    break
                 time.sleep(0.25)
             self.inject(kind)
             self.progress()
