@@ -7,6 +7,7 @@ the worker made (so a test can prove nothing outside the allowlist was ever fetc
 from __future__ import annotations
 
 import http.client
+import sys
 import threading
 import time
 from collections import deque
@@ -89,7 +90,7 @@ class FaultyProxy:
 
             do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _handle
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _QuietServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -135,3 +136,12 @@ class FaultyProxy:
             if self._faults and self._faults[0].path_contains in path:
                 return self._faults.popleft()
         return None
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """A client that gives up on a stalled answer resets its connection; that is the fault
+    working, not an error worth a traceback on stderr."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
