@@ -18,12 +18,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import boto3
@@ -32,6 +30,7 @@ import psutil
 from consumers.worker import IngestWorker
 from producers.ingest import IngestProducer
 from producers.outcomes import OutcomePublisher
+from skyra_stream.devstack import ChildProcess
 from skyra_stream.engine import EngineRequest, VerdictEngine
 from skyra_stream.frames import sample_video
 from skyra_stream.messages import IngestEvent
@@ -40,7 +39,7 @@ from skyra_stream.pipeline import Pipeline
 from skyra_stream.samples import VideoSpec, write_video
 from skyra_stream.settings import Settings
 from skyra_stream.tiny_model import build_tiny_model
-from tests.support.stack import Broker, free_port
+from tests.support.stack import Broker
 
 BUCKET = "bench-uploads"
 ENGINE = {
@@ -120,6 +119,18 @@ def throughput(
         engine.close()
 
 
+def _tree_rss(main: psutil.Process) -> list[int]:
+    """RSS of the process and its live descendants; vLLM starts short-lived helpers, and
+    one that exits between the listing and the reading is simply not counted."""
+    rss = []
+    for proc in [main, *main.children(recursive=True)]:
+        try:
+            rss.append(proc.memory_info().rss)
+        except psutil.NoSuchProcess:
+            rss.append(0)
+    return rss
+
+
 def peak_rss(
     settings: Settings,
     broker: Broker,
@@ -142,42 +153,32 @@ def peak_rss(
         )
     producer.flush()
     producer.close()
-    port = free_port()
-    env = {
-        **os.environ,
-        "SKYRA_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
-        "SKYRA_GROUP_ID": f"g-{tag}",
-        "SKYRA_INGEST_TOPIC": topic,
-        "SKYRA_VERDICT_TOPIC": f"{topic}-out",
-        "SKYRA_DEAD_LETTER_TOPIC": f"{topic}-dlq",
-        "SKYRA_S3_ENDPOINT_URL": s3_url,
-        "SKYRA_S3_ALLOWED_BUCKETS": BUCKET,
-        "SKYRA_MODEL_PATH": str(model),
-        "SKYRA_HTTP_PORT": str(port),
-        **{f"SKYRA_{k.upper()}": str(v) for k, v in ENGINE.items()},
-    }
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).with_name("skyra-stream")), "worker"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    worker = ChildProcess(
+        "worker",
+        Path(tempfile.gettempdir()) / f"skyra-bench-worker-{tag}.log",
+        {
+            "kafka_bootstrap_servers": broker.bootstrap,
+            "group_id": f"g-{tag}",
+            "ingest_topic": topic,
+            "verdict_topic": f"{topic}-out",
+            "dead_letter_topic": f"{topic}-dlq",
+            "s3_endpoint_url": s3_url,
+            "s3_allowed_buckets": BUCKET,
+            "model_path": model,
+            **ENGINE,
+        },
     )
-    main = psutil.Process(proc.pid)
+    main = psutil.Process(worker.pid)
     peak_main = peak_tree = 0
     ready_at: float | None = None
     try:
         while True:
-            try:
-                tree = [main, *main.children(recursive=True)]
-                rss = [p.memory_info().rss for p in tree]
-            except psutil.NoSuchProcess:
+            if worker.proc.poll() is not None:
                 break
+            rss = _tree_rss(main)
             if ready_at is None:
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1):
-                        ready_at = time.monotonic()
-                except OSError:
-                    pass
+                if worker.get("/readyz", timeout_s=1)[0] == 200:
+                    ready_at = time.monotonic()
             else:
                 peak_main = max(peak_main, rss[0])
                 peak_tree = max(peak_tree, sum(rss))
@@ -185,8 +186,7 @@ def peak_rss(
                     break
             time.sleep(0.2)
     finally:
-        proc.terminate()
-        proc.wait(timeout=180)
+        worker.stop(180)
     return peak_main, peak_tree
 
 

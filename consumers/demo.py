@@ -11,11 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +22,7 @@ from rich.table import Table
 from consumers.readers import topic_reader
 from producers.admin import create_topics
 from producers.tool import publish
-from skyra_stream.devstack import TansuBroker, free_port
+from skyra_stream.devstack import ChildProcess, TansuBroker
 from skyra_stream.frames import sample_video
 from skyra_stream.messages import DeadLetter, IngestEvent, Verdict
 from skyra_stream.render import render_sheet
@@ -64,7 +60,7 @@ def run_demo(out: Path, model: Path | None, timeout_s: float = 240.0) -> int:
 
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     moto.start()
-    worker: subprocess.Popen[bytes] | None = None
+    worker: ChildProcess | None = None
     with TansuBroker(out / "logs" / "tansu.log") as broker:
         try:
             host, port = moto.get_host_and_port()
@@ -80,14 +76,11 @@ def run_demo(out: Path, model: Path | None, timeout_s: float = 240.0) -> int:
             boto3.client("s3", endpoint_url=s3_url).create_bucket(Bucket=BUCKET)
             create_topics(broker.bootstrap, list(TOPICS.values()), partitions=2)
             console.print(f"[bold]broker[/] {broker.bootstrap}   [bold]S3[/] {s3_url}")
-            http_port = free_port()
-            worker = _start_worker(
-                broker.bootstrap, s3_url, model, http_port, out / "logs" / "worker.log"
-            )
+            worker = _worker(broker.bootstrap, s3_url, model, out / "logs" / "worker.log")
             console.print(
                 "[bold]worker[/] starting (vLLM loads the model; about a minute on a CPU) ..."
             )
-            _wait_ready(http_port, worker, timeout_s)
+            worker.wait_ready(timeout_s)
             from producers.tool import upload_files  # noqa: PLC0415
 
             events = list(
@@ -106,7 +99,7 @@ def run_demo(out: Path, model: Path | None, timeout_s: float = 240.0) -> int:
             )
         finally:
             if worker is not None:
-                code = _stop_worker(worker)
+                code = worker.stop(120)
                 console.print(f"\n[bold]worker[/] stopped (exit {code})")
             moto.stop()
     missing = len(events) - len(results)
@@ -127,62 +120,30 @@ def run_demo(out: Path, model: Path | None, timeout_s: float = 240.0) -> int:
     return 0 if not missing else 1
 
 
-def _start_worker(
-    bootstrap: str, s3_url: str, model: Path, http_port: int, log_path: Path
-) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "SKYRA_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "SKYRA_GROUP_ID": "demo",
-        "SKYRA_INGEST_TOPIC": TOPICS["ingest"],
-        "SKYRA_VERDICT_TOPIC": TOPICS["verdicts"],
-        "SKYRA_DEAD_LETTER_TOPIC": TOPICS["dead"],
-        "SKYRA_S3_ENDPOINT_URL": s3_url,
-        "SKYRA_S3_ALLOWED_BUCKETS": BUCKET,
-        "SKYRA_MODEL_PATH": str(model),
-        "SKYRA_HTTP_PORT": str(http_port),
-        "SKYRA_HTTP_HOST": "127.0.0.1",
-        "SKYRA_LOG_FORMAT": "json",
-        "SKYRA_WORKER_ID": "demo-worker",
+def _worker(bootstrap: str, s3_url: str, model: Path, log_path: Path) -> ChildProcess:
+    settings: dict[str, object] = {
+        "kafka_bootstrap_servers": bootstrap,
+        "group_id": "demo",
+        "ingest_topic": TOPICS["ingest"],
+        "verdict_topic": TOPICS["verdicts"],
+        "dead_letter_topic": TOPICS["dead"],
+        "s3_endpoint_url": s3_url,
+        "s3_allowed_buckets": BUCKET,
+        "model_path": model,
+        "http_host": "127.0.0.1",
+        "log_format": "json",
+        "worker_id": "demo-worker",
     }
-    if is_tiny_model(model):
-        env.setdefault("SKYRA_MAX_TOKENS", "1200")  # room for the grammar's longest form
-        env.setdefault("SKYRA_GUIDED", "regex")  # so the untrained model's answers parse
-        env.setdefault("SKYRA_GUIDED_MAX_TEXT_CHARS", "20")
-        env.setdefault("SKYRA_KV_CACHE_BYTES", str(256 << 20))
-        env.setdefault("SKYRA_MM_MAX_PIXELS", str(160 * 28 * 28))
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("wb") as log:
-        return subprocess.Popen(
-            [str(Path(sys.executable).with_name("skyra-stream")), "worker"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-
-def _wait_ready(port: int, worker: subprocess.Popen[bytes], timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if worker.poll() is not None:
-            raise RuntimeError(f"the worker exited with {worker.returncode}; see its log")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2):
-                return
-        except OSError:
-            time.sleep(1)
-    raise RuntimeError("the worker did not become ready in time")
-
-
-def _stop_worker(worker: subprocess.Popen[bytes]) -> int:
-    if worker.poll() is None:
-        os.killpg(worker.pid, signal.SIGTERM)
-        try:
-            return worker.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            os.killpg(worker.pid, signal.SIGKILL)
-    return worker.wait(timeout=30)
+    if is_tiny_model(model):  # defaults only: SKYRA_* in the environment still win
+        tiny: dict[str, object] = {
+            "max_tokens": 1200,  # room for the grammar's longest form
+            "guided": "regex",  # so the untrained model's answers parse
+            "guided_max_text_chars": 20,
+            "kv_cache_bytes": 256 << 20,
+            "mm_max_pixels": 160 * 28 * 28,
+        }
+        settings |= {k: v for k, v in tiny.items() if f"SKYRA_{k.upper()}" not in os.environ}
+    return ChildProcess("worker", log_path, settings)
 
 
 def _watch(
