@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.skyra-setup
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help setup demo test test-all chaos soak lint bench bench-frames bench-engine bench-guided bench-decode bench-worker schemas clean
+.PHONY: help setup demo test test-all chaos soak lint bench bench-frames bench-engine bench-guided bench-decode bench-worker bench-api schemas clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -42,7 +42,7 @@ lint: setup  ## ruff and mypy
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-bench: bench-frames bench-engine bench-guided bench-decode bench-worker  ## every benchmark
+bench: bench-frames bench-engine bench-guided bench-decode bench-worker bench-api  ## every benchmark
 
 bench-frames: setup  ## frame sampler against decode-everything (last line: ratios)
 	$(PY) -m benchmarks.frames
@@ -58,6 +58,9 @@ bench-decode: setup  ## decode stage in threads vs processes
 
 bench-worker: setup  ## end-to-end worker vs engine alone; peak RSS with a 5,000-event backlog
 	$(PY) -m benchmarks.worker
+
+bench-api: setup  ## one API video against a backlog: no priority vs admission window vs vLLM priority (last line: ratios)
+	$(PY) -m benchmarks.api_priority
 
 schemas: setup  ## regenerate schemas/ from the pydantic models
 	$(VENV)/bin/skyra-stream schema --write schemas --openapi docs/openapi.json
