@@ -7,13 +7,15 @@ API's priority and times it until its answer:
   admission: vLLM fcfs, our window admits by priority (what the worker does by default);
   vllm:      our window as large as the backlog (so it never holds anything back) and vLLM's
              `priority` scheduling policy deciding alone;
-  both:      our window admits by priority and vLLM runs the `priority` policy
-             (SKYRA_SCHEDULING_POLICY=priority on the worker).
+  both:      our window, twice vLLM's batch, admits by priority and vLLM's `priority`
+             policy orders the part of the window that waits for a batch place
+             (SKYRA_SCHEDULING_POLICY=priority, SKYRA_MAX_IN_FLIGHT=2*SKYRA_MAX_NUM_SEQS). With
+             the window equal to the batch, vLLM has nothing waiting to reorder.
 The same call with the engine idle is the floor. Every video is distinct (the backlog, the idle
 call and the call under backlog): vLLM caches processed multimodal inputs by content, so a
 backlog that repeats a few clips is cheap after its first pass and hides what real uploads,
-all different, cost. Last line:
-`ratio admission_vs_fifo=<x.xx> vllm_vs_fifo=<x.xx> both_vs_fifo=<x.xx>` (API latency under backlog; lower wins).
+all different, cost. Last line (API latency under backlog against fifo; lower wins):
+`ratio admission_vs_fifo=<x.xx> vllm_vs_fifo=<x.xx> both_vs_fifo=<x.xx>`
 
     python -m benchmarks.api_priority [--backlog 48] [--window 8]
 """
@@ -127,7 +129,9 @@ def main() -> int:
             ),
             "both": arm(
                 "both",
-                base.model_copy(update={"scheduling_policy": "priority"}),
+                base.model_copy(
+                    update={"scheduling_policy": "priority", "max_in_flight": 2 * args.window}
+                ),
                 *clip_set(3),
                 priority=-10,
             ),
