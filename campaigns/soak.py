@@ -8,8 +8,10 @@ event's time to the verdict's (`created_at`, set when the verdict is built, just
 is published). Every 10 s the worker's RSS (its own and with vLLM's engine processes), open
 file descriptors and threads are sampled. At the end: throughput, p50/p95/p99 latency, peak
 and final RSS, fds and threads at start and end, and the RSS trend over the second half
-projected to a week. Exit 1 if anything was lost or the trend would add more than
-`--max-week-growth-mib` in a week, or fds/threads grew by more than a few.
+projected to a week (the worker's own, and with its engine processes). Every event names a
+video of its own, as uploads do, so caches keyed by content fill up during the soak instead
+of serving every event after the first few. Exit 1 if anything was lost, either trend would
+add more than `--max-week-growth-mib` in a week, or fds/threads grew by more than a few.
 Last line: `soak minutes=.. events=.. verdicts=.. throughput=../s p50=..s p95=..s p99=..s
 rss_peak_mib=.. rss_end_mib=.. week_growth_mib=.. fds=..->.. threads=..->..`.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import sys
 import threading
@@ -97,18 +100,25 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--minutes", type=float, default=20.0)
     ap.add_argument("--rate", type=float, default=0.5, help="events per second")
-    ap.add_argument("--clips", type=int, default=24, help="distinct videos in rotation")
+    ap.add_argument(
+        "--clips",
+        type=int,
+        default=0,
+        help="distinct videos in rotation; 0 (the default): a new video for every event, as "
+        "real uploads are, so vLLM's processed-input cache fills instead of hitting",
+    )
     ap.add_argument("--out", type=Path, default=Path("soak-out"))
     ap.add_argument("--max-week-growth-mib", type=float, default=1024.0)
     args = ap.parse_args(argv)
     for key, value in (("AWS_ACCESS_KEY_ID", "soak"), ("AWS_SECRET_ACCESS_KEY", "soak")):
         os.environ.setdefault(key, value)
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-    print(f"soak: {args.minutes:g} min at {args.rate:g} events/s, {args.clips} clips", flush=True)
+    clips = args.clips or math.ceil(args.rate * args.minutes * 60) + 1
+    print(f"soak: {args.minutes:g} min at {args.rate:g} events/s, {clips} clips", flush=True)
     with loopback_stack(args.out) as stack:
         stack.s3.create_bucket(Bucket=BUCKET)
         keys = []
-        for i in range(args.clips):
+        for i in range(clips):
             path = write_video(args.out / "videos" / f"c{i}.mp4", VideoSpec(frames=30, seed=i))
             stack.s3.upload_file(str(path), BUCKET, f"soak/c{i}.mp4")
             keys.append(f"soak/c{i}.mp4")
@@ -186,6 +196,8 @@ def report(
     half = [s for s in watch.samples if s.t >= last.t / 2]
     slope = float(np.polyfit([s.t for s in half], [s.rss_main for s in half], 1)[0])  # B/s
     week = slope * 7 * 24 * 3600 / MiB
+    tree_slope = float(np.polyfit([s.t for s in half], [s.rss_tree for s in half], 1)[0])
+    tree_week = tree_slope * 7 * 24 * 3600 / MiB
     minutes = args.minutes
     throughput = len(latencies) / drained_s
     print(
@@ -204,7 +216,8 @@ def report(
     )
     print(
         f"RSS trend over the second half: {slope * 3600 / MiB:+.1f} MiB/h "
-        f"({week:+.0f} MiB over a week)"
+        f"({week:+.0f} MiB over a week); with engine processes {tree_slope * 3600 / MiB:+.1f} "
+        f"MiB/h ({tree_week:+.0f} MiB over a week)"
     )
     print(
         f"open fds {first.fds} at start, {warm.fds} after warm-up, {last.fds} at end; "
@@ -213,6 +226,7 @@ def report(
     ok = (
         missing == 0
         and week < args.max_week_growth_mib
+        and tree_week < args.max_week_growth_mib
         and last.fds <= warm.fds + 8
         and last.threads <= warm.threads + 8
     )

@@ -125,6 +125,7 @@ def engine_kwargs(settings: Settings, *, max_model_len: int | None = None) -> di
                 "longest_edge": settings.mm_max_pixels,
             }
         },
+        "mm_processor_cache_gb": settings.mm_processor_cache_gb,
         "seed": settings.seed,
         "load_format": settings.load_format,
         "enforce_eager": settings.enforce_eager,

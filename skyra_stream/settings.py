@@ -154,6 +154,13 @@ class Settings(BaseSettings):
     prefix_caching: bool = Field(default=True, description="The system prompt is shared.")
     mm_min_pixels: int = Field(default=224 * 224, gt=0)
     mm_max_pixels: int = Field(default=1280 * 28 * 28, gt=0)
+    # vLLM keeps processed frames by content hash, once in this process and once in its engine
+    # process, 4 GiB each by default. Uploads are almost all distinct, so the cache pays off
+    # only for redeliveries and retried API calls; a small one keeps the host memory it takes
+    # in proportion to that.
+    mm_processor_cache_gb: float = Field(
+        default=1.0, ge=0, description="vLLM's processed-input cache per process, GiB; 0 is off."
+    )
     seed: int = 0
     max_tokens: int = Field(default=8192, ge=1, description="Output cap; cut -> unparseable.")
     temperature: float = Field(default=0.0, ge=0, description="0 is greedy, as the reference.")
