@@ -27,19 +27,20 @@ from pathlib import Path
 import boto3
 import psutil
 
-from consumers.worker import IngestWorker
-from producers.ingest import IngestProducer
-from producers.outcomes import OutcomePublisher
-from skyra_stream.devstack import ChildProcess
+from skyra_stream.analysis import Analysis
+from skyra_stream.consumers.worker import IngestWorker
+from skyra_stream.devstack.broker import TansuBroker
+from skyra_stream.devstack.processes import ChildProcess
 from skyra_stream.engine import EngineRequest, VerdictEngine
 from skyra_stream.frames import sample_video
 from skyra_stream.messages import IngestEvent
 from skyra_stream.metrics import Metrics
 from skyra_stream.pipeline import Pipeline
+from skyra_stream.producers.ingest import IngestProducer
+from skyra_stream.producers.outcomes import OutcomePublisher
 from skyra_stream.samples import VideoSpec, write_video
 from skyra_stream.settings import Settings
 from skyra_stream.tiny_model import build_tiny_model
-from tests.support.stack import Broker
 
 BUCKET = "bench-uploads"
 ENGINE = {
@@ -62,7 +63,7 @@ def published(metrics: Metrics) -> float:
 
 
 def throughput(
-    settings: Settings, broker: Broker, s3_url: str, clips: dict[str, Path], n: int
+    settings: Settings, broker: TansuBroker, s3_url: str, clips: dict[str, Path], n: int
 ) -> tuple[float, float]:
     s3 = boto3.client("s3", endpoint_url=s3_url, region_name="us-east-1")
     engine_paths = [clips[f"engine-{i}"] for i in range(n)]
@@ -90,7 +91,7 @@ def throughput(
 
         metrics = Metrics()
         publisher = OutcomePublisher(settings)
-        pipeline = Pipeline(settings, engine, publisher, metrics=metrics)
+        pipeline = Pipeline(settings, Analysis(settings, engine, metrics=metrics), publisher)
         worker = IngestWorker(settings, pipeline, flush=publisher.flush, metrics=metrics)
         thread = threading.Thread(target=worker.run, daemon=True)
         thread.start()
@@ -133,7 +134,7 @@ def _tree_rss(main: psutil.Process) -> list[int]:
 
 def peak_rss(
     settings: Settings,
-    broker: Broker,
+    broker: TansuBroker,
     s3_url: str,
     *,
     model: Path,
@@ -217,7 +218,7 @@ def main() -> int:
                 clips[f"{arm}-{i}"] = write_video(
                     tmp / f"{arm}-{i}.mp4", VideoSpec(frames=60, seed=seed)
                 )
-        broker = Broker(tmp / "tansu.log")
+        broker = TansuBroker(tmp / "tansu.log")
         moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         moto.start()
         host, port = moto.get_host_and_port()

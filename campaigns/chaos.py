@@ -45,10 +45,10 @@ from campaigns.stack import (
     Supervisor,
     loopback_stack,
 )
-from producers.ingest import IngestProducer
+from skyra_stream.devstack.broker import committed_vs_end, read_all
+from skyra_stream.devstack.faulty_proxy import Fault
+from skyra_stream.producers.ingest import IngestProducer
 from skyra_stream.settings import Settings
-from tests.support.faulty_proxy import Fault
-from tests.support.stack import committed_vs_end, read_all
 
 FAULT_KINDS = (
     "sigkill",

@@ -34,11 +34,11 @@ import numpy as np
 import psutil
 
 from campaigns.stack import BUCKET, TOPICS, Collector, Supervisor, loopback_stack
-from producers.ingest import IngestProducer
+from skyra_stream.devstack.broker import read_all
 from skyra_stream.messages import IngestEvent
+from skyra_stream.producers.ingest import IngestProducer
 from skyra_stream.samples import VideoSpec, write_video
 from skyra_stream.settings import Settings
-from tests.support.stack import read_all
 
 MiB = 1 << 20
 

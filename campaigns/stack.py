@@ -20,11 +20,11 @@ from typing import Any
 
 import boto3
 
-from consumers.readers import topic_reader
-from skyra_stream.devstack import ChildProcess
+from skyra_stream.consumers.readers import topic_reader
+from skyra_stream.devstack.broker import TansuBroker
+from skyra_stream.devstack.faulty_proxy import FaultyProxy
+from skyra_stream.devstack.processes import ChildProcess
 from skyra_stream.tiny_model import build_tiny_model
-from tests.support.faulty_proxy import FaultyProxy
-from tests.support.stack import Broker
 
 BUCKET = "uploads"
 PRIVATE_BUCKET = "private-uploads"
@@ -58,7 +58,7 @@ WORKER_SETTINGS: dict[str, object] = {
 @dataclass
 class Stack:
     out: Path
-    broker: Broker
+    broker: TansuBroker
     moto_url: str
     proxy: FaultyProxy
     model: Path
@@ -89,7 +89,7 @@ def loopback_stack(out: Path, partitions: int = 3) -> Iterator[Stack]:
     moto.start()
     host, port = moto.get_host_and_port()
     proxy = FaultyProxy(host, int(port)).start()
-    broker = Broker(out / "logs" / "tansu.log")
+    broker = TansuBroker(out / "logs" / "tansu.log")
     try:
         broker.create_topics(list(TOPICS.values()), partitions)
         model = build_tiny_model(out / "tiny-model")

@@ -25,12 +25,12 @@ from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
-from consumers.offsets import PartitionOffsets
-from producers.kafka_config import connection_config
+from skyra_stream.consumers.offsets import PartitionOffsets
 from skyra_stream.health import HealthState
 from skyra_stream.messages import KafkaPosition
 from skyra_stream.metrics import Metrics
 from skyra_stream.pipeline import Inbound, Pipeline
+from skyra_stream.producers.kafka_config import connection_config
 from skyra_stream.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -102,26 +102,40 @@ class IngestWorker:
     # -- main loop --------------------------------------------------------------------------
 
     def run(self) -> int:
-        self.consumer.subscribe([self.settings.ingest_topic], listener=_Rebalance(self))
-        log.info("worker_started", topic=self.settings.ingest_topic, group=self.settings.group_id)
+        """Consume until `stop()` (drain, commit, 0) or a fatal error (commit what is
+        finished, 1)."""
+        self.subscribe()
         try:
-            while not self._stop.is_set():
-                self.health.beat("poll")
-                if self.pipeline.failed is not None:
-                    return self._fatal()
-                self._drain_finished()
-                self._commit(force=False)
-                self._backpressure()
-                room = self.pipeline.window - self.pipeline.in_flight
-                records = self.consumer.poll(
-                    timeout_ms=200,
-                    max_records=max(1, min(room, self.settings.kafka_max_poll_records)),
-                )
-                self._dispatch(records)
-                self._update_lag()
-            return self._graceful()
+            while True:
+                code = self.step()
+                if code is not None:
+                    return code
         finally:
             self.health.forget("poll")
+
+    def subscribe(self) -> None:
+        self.consumer.subscribe([self.settings.ingest_topic], listener=_Rebalance(self))
+        log.info("worker_started", topic=self.settings.ingest_topic, group=self.settings.group_id)
+
+    def step(self, poll_timeout_ms: int = 200) -> int | None:
+        """One turn of the loop: bookkeeping, backpressure, one poll. Returns the exit code
+        once the worker has ended (tests drive the loop with this, one turn at a time)."""
+        if self._stop.is_set():
+            return self._graceful()
+        self.health.beat("poll")
+        if self.pipeline.failed is not None:
+            return self._fatal()
+        self._drain_finished()
+        self._commit(force=False)
+        self._backpressure()
+        room = self.pipeline.window - self.pipeline.in_flight
+        records = self.consumer.poll(
+            timeout_ms=poll_timeout_ms,
+            max_records=max(1, min(room, self.settings.kafka_max_poll_records)),
+        )
+        self._dispatch(records)
+        self._update_lag()
+        return None
 
     def _dispatch(self, records: dict[TopicPartition, Iterable[Any]]) -> None:
         for tp, batch in records.items():

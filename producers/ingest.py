@@ -6,9 +6,9 @@ from typing import Any
 
 from kafka import KafkaProducer
 
-from producers.kafka_config import connection_config
-from producers.outcomes import headers
 from skyra_stream.messages import IngestEvent
+from skyra_stream.producers.kafka_config import connection_config
+from skyra_stream.producers.outcomes import headers
 from skyra_stream.settings import Settings
 
 

@@ -12,8 +12,8 @@ from typing import Any
 
 from kafka import KafkaProducer
 
-from producers.kafka_config import connection_config
 from skyra_stream.messages import SCHEMA_VERSION, DeadLetter, Verdict
+from skyra_stream.producers.kafka_config import connection_config
 from skyra_stream.settings import Settings
 
 CONTENT_TYPE = b"application/json"

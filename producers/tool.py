@@ -8,10 +8,10 @@ import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from producers.ingest import IngestProducer
 from skyra_stream.fetch import make_s3_client
 from skyra_stream.inputs import collect_inputs
 from skyra_stream.messages import IngestEvent
+from skyra_stream.producers.ingest import IngestProducer
 from skyra_stream.settings import Settings
 
 

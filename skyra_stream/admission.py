@@ -1,4 +1,4 @@
-"""An in-flight window that admits by priority: synchronous API callers before the backlog.
+"""Admission by priority: synchronous API callers go before the Kafka backlog at every queue.
 
 `asyncio.Semaphore` wakes waiters first come, first served, so a caller waiting on an HTTP
 response would queue behind every Kafka message already waiting for the engine. Here a waiter
@@ -10,7 +10,10 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-from collections.abc import AsyncIterator
+import queue
+import sys
+import threading
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 
@@ -59,3 +62,51 @@ class PriorityWindow:
             yield
         finally:
             self.release()
+
+
+class PriorityPool:
+    """A fixed set of threads that take work lowest priority number first.
+
+    `ThreadPoolExecutor` runs its queue in arrival order, so an API video would wait for
+    every Kafka download and decode already queued ahead of it; here it goes next. Equal
+    priorities keep their arrival order.
+    """
+
+    def __init__(self, workers: int, name: str) -> None:
+        if workers < 1:
+            raise ValueError("workers must be at least 1")
+        self._queue: queue.PriorityQueue[tuple[int, int, Callable[[], None] | None]] = (
+            queue.PriorityQueue()
+        )
+        self._seq = itertools.count()
+        self._closed = False
+        self._threads = [
+            threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True)
+            for i in range(workers)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, priority: int, fn: Callable[[], None]) -> None:
+        """Queue `fn`; RuntimeError once the pool is shut down."""
+        if self._closed:
+            raise RuntimeError("pool is shut down")
+        self._queue.put((priority, next(self._seq), fn))
+
+    def shutdown(self) -> None:
+        """Run nothing more that is queued; the threads end after their current task."""
+        self._closed = True
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+        for _ in self._threads:
+            self._queue.put((sys.maxsize, next(self._seq), None))
+
+    def _work(self) -> None:
+        while True:
+            *_, fn = self._queue.get()
+            if fn is None or self._closed:
+                return
+            fn()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from pydantic import ValidationError
@@ -14,6 +16,9 @@ from skyra_stream import __version__
 from skyra_stream.logs import configure_logging
 from skyra_stream.schemas import json_schemas, openapi_spec, render, write_schemas
 from skyra_stream.settings import Settings
+
+if TYPE_CHECKING:
+    from skyra_stream.analysis import Analysis, Job, Outcome, VideoInput
 
 app = typer.Typer(
     help="Grounded AI-generated-video verdicts with Skyra on vLLM.",
@@ -45,9 +50,9 @@ def worker() -> None:
     configure_logging(settings.log_level, settings.log_format)
     if settings.api_enabled:
         require_api_auth(settings)
-    from consumers.main import run_worker
+    from skyra_stream.runtime import run
 
-    raise typer.Exit(run_worker(settings))
+    raise typer.Exit(run(settings, kafka=True))
 
 
 @app.command()
@@ -62,12 +67,12 @@ def serve() -> None:
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
     require_api_auth(settings)
-    if settings.model_path is None:
+    if settings.model_path is None and settings.engine == "vllm":
         typer.echo("invalid configuration: SKYRA_MODEL_PATH: required", err=True)
         raise typer.Exit(2)
-    from skyra_stream.api.serve import run_server
+    from skyra_stream.runtime import run
 
-    raise typer.Exit(run_server(settings))
+    raise typer.Exit(run(settings, kafka=False))
 
 
 def require_api_auth(settings: Settings) -> None:
@@ -91,7 +96,9 @@ def _engine_settings(model: Path | None) -> Settings:
     settings = load_settings()
     if model is not None:
         settings = settings.model_copy(update={"model_path": model})
-    if settings.model_path is None:
+    if settings.worker_id is None:
+        settings = settings.model_copy(update={"worker_id": "skyra-stream-cli"})
+    if settings.model_path is None and settings.engine == "vllm":
         typer.echo(
             "no model: pass --model DIR or set SKYRA_MODEL_PATH "
             "(`skyra-stream tiny-model DIR` writes a tiny untrained one for trying)",
@@ -134,9 +141,7 @@ def analyze(
         typer.echo("no video files found", err=True)
         raise typer.Exit(1)
 
-    from skyra_stream.analyze import Analyzer
-    from skyra_stream.engine import EngineDeadError, VerdictEngine
-    from skyra_stream.messages import Verdict
+    from skyra_stream.errors import EngineDeadError
     from skyra_stream.render import render_sheet
 
     settings = _engine_settings(model)
@@ -157,23 +162,22 @@ def analyze(
         console=_stderr_console(),
     )
     try:
-        with progress, VerdictEngine(settings) as engine:
+        with progress, _analysis(settings) as analysis:
             task = progress.add_task("analysing", total=len(sources))
-            for item in Analyzer(settings, engine).run(sources):
-                sink.write(item.outcome.model_dump_json() + "\n")
+            # A bounded window of jobs: each line is written as its video finishes, and
+            # memory does not grow with the number of inputs.
+            names: dict[str, str] = {}
+            for outcome in analysis.run(_cli_jobs(sources, names)):
+                source = names.pop(outcome.job.event.event_id)
+                sink.write(_cli_line(source, outcome) + "\n")
                 sink.flush()
                 progress.advance(task)
-                if not isinstance(item.outcome, Verdict):
+                if outcome.verdict is None:
                     rejected += 1
-                elif render is not None:
-                    digest = hashlib.sha256(item.source.encode()).hexdigest()[:8]
-                    name = f"{Path(item.source).stem}-{digest}.png"
-                    render_sheet(
-                        item.frames,
-                        item.outcome,
-                        render / name,
-                        title=item.source,
-                    )
+                elif render is not None and outcome.video is not None:
+                    digest = hashlib.sha256(source.encode()).hexdigest()[:8]
+                    name = f"{Path(source).stem}-{digest}.png"
+                    render_sheet(outcome.video.frames, outcome.verdict, render / name, title=source)
     except EngineDeadError as exc:
         typer.echo(f"engine failed: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -181,6 +185,60 @@ def analyze(
         if out:
             sink.close()
     raise typer.Exit(2 if rejected else 0)
+
+
+@contextmanager
+def _analysis(settings: Settings) -> Iterator[Analysis]:
+    """The analysis path on the engine SKYRA_ENGINE names, started and closed around use."""
+    from skyra_stream.analysis import Analysis
+    from skyra_stream.runtime import build_engine
+
+    engine = build_engine(settings).start()
+    analysis = Analysis(settings, engine)
+    try:
+        yield analysis
+    finally:
+        analysis.close()
+        engine.close()
+
+
+def _cli_jobs(sources: list[str], names: dict[str, str]) -> Iterator[Job]:
+    """Jobs for `sources`, lazily; `names` maps each started job's event id to its source."""
+    for source in sources:
+        job = _cli_job(source)
+        names[job.event.event_id] = source
+        yield job
+
+
+def _cli_job(source: str) -> Job:
+    """A command-line input as a job: `s3://` through the allowlist like an event, a local
+    file or a folder of frames read directly (the operator named it)."""
+    import hashlib
+
+    from skyra_stream.analysis import FileInput, FramesFolderInput, Job, ObjectInput
+    from skyra_stream.messages import IngestEvent
+
+    digest = hashlib.sha256(source.encode()).hexdigest()[:24]
+    inp: VideoInput
+    if source.startswith("s3://"):
+        uri, inp = source, ObjectInput(source)
+    else:
+        path = Path(source)
+        uri = path.resolve().as_uri()
+        inp = FramesFolderInput(path) if path.is_dir() else FileInput(path)
+    return Job(IngestEvent(event_id=f"cli-{digest}", video_id=source[-512:], uri=uri), inp)
+
+
+def _cli_line(source: str, outcome: Outcome) -> str:
+    """A verdict, or a rejection with the dead-letter code, as one JSON line."""
+    from skyra_stream.messages import ErrorReason, Rejection
+    from skyra_stream.verdicts import dead_letter_code
+
+    if outcome.verdict is not None:
+        return outcome.verdict.model_dump_json()
+    assert outcome.error is not None
+    reason = ErrorReason(code=dead_letter_code(outcome.error), message=outcome.error.message)
+    return Rejection(source=source, error=reason).model_dump_json()
 
 
 def _stderr_console() -> Console:
@@ -218,7 +276,7 @@ def produce(
     ] = None,
 ) -> None:
     """Publish ingest events to Kafka and print each one sent (one JSON line per event)."""
-    from producers.tool import list_prefix, publish, upload_files
+    from skyra_stream.producers.tool import list_prefix, publish, upload_files
 
     settings = load_settings()
     if topic:
@@ -262,7 +320,7 @@ def demo(
     Needs no GPU and no services (the broker and S3 run on loopback and are stopped at the
     end). Exit code 0 when every event got its verdict or dead letter.
     """
-    from consumers.demo import run_demo
+    from skyra_stream.devstack.demo import run_demo
 
     configure_logging("WARNING", "console")
     raise typer.Exit(run_demo(out, model, timeout))
@@ -311,17 +369,17 @@ def evaluate(
             typer.echo(str(exc), err=True)
             raise typer.Exit(1) from None
         if clips:
-            from skyra_stream.analyze import Analyzer
-            from skyra_stream.engine import VerdictEngine
-            from skyra_stream.messages import Verdict
-
             settings = _engine_settings(model)
             _warn_if_tiny(settings.model_path)
             by_path = {str(c.path): c for c in clips}
-            with VerdictEngine(settings) as engine:
-                for item in Analyzer(settings, engine).run(list(by_path)):
-                    clip = by_path[item.source]
-                    verdict = item.outcome if isinstance(item.outcome, Verdict) else None
+            with _analysis(settings) as analysis:
+                # Streams like `analyze`: predictions are appended as clips finish, so a
+                # run over thousands of clips holds a bounded window of frames, and a
+                # crash loses only what was in that window.
+                names: dict[str, str] = {}
+                for outcome in analysis.run(_cli_jobs(list(by_path), names)):
+                    clip = by_path[names.pop(outcome.job.event.event_id)]
+                    verdict = outcome.verdict
                     checkpoint.append(
                         Prediction(
                             source=clip.source,

@@ -11,7 +11,8 @@ Why two engines:
 
 Failures are split by blast radius: `EngineRequestError` (code `engine_failed`) fails one
 request, e.g. an image the processor refuses or a prompt past max_model_len; `EngineDeadError`
-means the engine process is gone and the caller must stop, fail readiness and exit.
+means the engine process is gone and the caller must stop, fail readiness and exit. Both,
+with the request and result types, live in `skyra_stream.inference`, which imports no vLLM.
 """
 
 from __future__ import annotations
@@ -22,12 +23,9 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import structlog
 from PIL import Image
 from transformers import AutoTokenizer
@@ -40,8 +38,14 @@ from vllm.v1.engine.exceptions import EngineDeadError as VllmEngineDeadError
 
 from skyra_stream.admission import PriorityWindow
 from skyra_stream.confidence import fake_probability
-from skyra_stream.errors import ErrorCode, SkyraError
 from skyra_stream.grammar import output_regex
+from skyra_stream.inference import (
+    EngineDeadError,
+    EngineRequest,
+    EngineRequestError,
+    EngineResult,
+    model_name,
+)
 from skyra_stream.prompt import IMAGE_PLACEHOLDER, NUM_FRAMES, render_prompt
 from skyra_stream.settings import Settings
 
@@ -51,48 +55,7 @@ CPU_DEFAULT_KV_CACHE_BYTES = 1 << 30
 STOP = "</answer>"
 
 
-@dataclass(frozen=True, slots=True)
-class EngineRequest:
-    """One video for the model: its sampled frames (RGB uint8) and their timestamps."""
-
-    request_id: str
-    frames: Sequence[npt.NDArray[np.uint8]]
-    timestamps_s: Sequence[float]
-    # Lower goes first: synchronous API callers use a negative priority to overtake the
-    # Kafka backlog in the in-flight window (and in vLLM's scheduler with the priority policy).
-    priority: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class EngineResult:
-    request_id: str
-    text: str
-    finish_reason: str | None  # "stop" (answer closed), "length" (cut at max_tokens), ...
-    fake_probability: float | None
-    prompt_tokens: int
-    output_tokens: int
-    queue_s: float  # waiting for a place in the in-flight window
-    infer_s: float  # from submission to vLLM until the last token
-
-
-class EngineRequestError(SkyraError):
-    """This request failed; the engine is fine."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(ErrorCode.ENGINE_FAILED, message)
-
-
-class EngineDeadError(RuntimeError):
-    """The engine cannot serve anything any more; stop taking work and exit."""
-
-
 # -- pieces shared by both engines ----------------------------------------------------------
-
-
-def model_name(settings: Settings) -> str:
-    if settings.served_model_name:
-        return settings.served_model_name
-    return Path(settings.model_path).name if settings.model_path else "skyra"
 
 
 def frame_token_budget(settings: Settings, num_frames: int = NUM_FRAMES) -> int:

@@ -1,18 +1,18 @@
-"""Message in, one verdict or dead letter per event out: the worker's core, without Kafka.
+"""Messages in, one verdict or dead letter per event out: the worker's core, without Kafka.
 
-    parse -> fetch (fetch pool) -> decode (decode pool) -> engine (in-flight window)
-          -> verdict -> sink.publish -> acknowledged -> done(message)
+    message -> parse -> event -> Analysis (fetch, decode, engine) -> Verdict | DeadLetter
+            -> sink.publish -> acknowledged -> done(message)
 
-Every stage is bounded: the pools have fixed sizes, the engine its window, and the caller
-(the Kafka consumer) stops reading when `in_flight` reaches `window`, so memory stays flat
-however long the backlog. A message is done only when every outcome for it has been
-acknowledged by the sink; only then may its offset be committed.
+What the pipeline adds to the analysis path is what only a stream needs: a message may hold
+several events (an S3 notification) and is done only when every outcome for it has been
+acknowledged by the sink; an event id already in flight is joined, not analysed twice; and
+the caller (the Kafka consumer) stops reading once `in_flight` reaches `window`, so memory
+stays flat however long the backlog.
 
-Failure has two kinds. An input's fault (bad event, missing object, not a video, a request
-the engine refuses) becomes a dead letter with its code and the message is done. The
-system's fault (the engine died, the sink cannot publish) is fatal: `on_fatal` is called, the
-message is never marked done, and the caller stops without committing it, so it is
-redelivered to a healthy worker.
+An input's fault becomes a dead letter with its code and the message is done. The system's
+fault (the engine died, the sink cannot publish) is fatal: `on_fatal` is called, the message
+is never marked done, and the caller stops without committing it, so that it is redelivered
+to a healthy worker.
 """
 
 from __future__ import annotations
@@ -26,37 +26,23 @@ from typing import Protocol
 
 import structlog
 
-from skyra_stream.engine import (
-    EngineDeadError,
-    EngineRequest,
-    EngineResult,
-    VerdictEngine,
-    model_name,
-)
+from skyra_stream.analysis import Analysis, Job, ObjectInput, Outcome
 from skyra_stream.errors import SkyraError
 from skyra_stream.events import RejectedEventError, parse_message
-from skyra_stream.fetch import FetchedObject, ObjectFetcher
-from skyra_stream.frames import SampledVideo, sample_video
-from skyra_stream.messages import DeadLetter, IngestEvent, KafkaPosition, ModelInfo, Source, Verdict
+from skyra_stream.messages import DeadLetter, IngestEvent, KafkaPosition, Verdict
 from skyra_stream.metrics import Metrics
 from skyra_stream.settings import Settings
-from skyra_stream.verdicts import (
-    StageTimes,
-    build_dead_letter,
-    build_verdict,
-    internal_error,
-    worker_info,
-)
+from skyra_stream.verdicts import build_dead_letter
 
 log = structlog.get_logger(__name__)
 
-Outcome = Verdict | DeadLetter
+Published = Verdict | DeadLetter
 
 
 class Sink(Protocol):
     """Where outcomes go; the future resolves once the destination has them durably."""
 
-    def publish(self, outcome: Outcome) -> concurrent.futures.Future[None]: ...
+    def publish(self, outcome: Published) -> concurrent.futures.Future[None]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,52 +57,35 @@ FatalCallback = Callable[[BaseException], None]
 
 
 @dataclass
-class _Event:
-    """One event's journey; waiters are duplicates that arrived while it was in flight."""
-
-    event: IngestEvent
-    message: _Message
-    waiters: list[_Message] = field(default_factory=list)
-    fetch_s: float | None = None
-    decode_s: float | None = None
-
-
-@dataclass
 class _Message:
     inbound: Inbound
     done: DoneCallback
     pending: int = 0
 
 
+@dataclass
+class _Event:
+    """One event's journey; waiters are duplicates that arrived while it was in flight."""
+
+    event: IngestEvent
+    message: _Message
+    waiters: list[_Message] = field(default_factory=list)
+
+
 class Pipeline:
     def __init__(
         self,
         settings: Settings,
-        engine: VerdictEngine,
+        analysis: Analysis,
         sink: Sink,
         *,
-        fetcher: ObjectFetcher | None = None,
-        metrics: Metrics | None = None,
         on_fatal: FatalCallback | None = None,
     ) -> None:
         self.settings = settings
-        self.engine = engine
+        self.analysis = analysis
         self.sink = sink
-        self.fetcher = fetcher or ObjectFetcher(settings)
-        self.metrics = metrics or Metrics()
+        self.metrics: Metrics = analysis.metrics
         self.on_fatal = on_fatal or (lambda exc: None)
-        self.limits = settings.decode_limits()
-        self.model = ModelInfo(
-            name=model_name(settings),
-            revision=settings.model_revision,
-        )
-        self.worker = worker_info(settings.worker_id)
-        self._fetch_pool = concurrent.futures.ThreadPoolExecutor(
-            settings.fetch_concurrency, thread_name_prefix="fetch"
-        )
-        self._decode_pool = concurrent.futures.ThreadPoolExecutor(
-            settings.decode_concurrency, thread_name_prefix="decode"
-        )
         self._lock = threading.Lock()
         self._events: dict[str, _Event] = {}
         self._messages = 0
@@ -138,7 +107,7 @@ class Pipeline:
     def failed(self) -> BaseException | None:
         """The fatal error, if any: a failed publish, or an engine that died (even while idle,
         so that the worker exits instead of holding partitions it cannot serve)."""
-        return self._fatal or self.engine.dead
+        return self._fatal or self.analysis.engine.dead
 
     # -- entry ------------------------------------------------------------------------------
 
@@ -148,7 +117,7 @@ class Pipeline:
         message = _Message(inbound, done)
         with self._lock:
             self._messages += 1
-        self.metrics.in_flight.set(self._messages)
+            self.metrics.in_flight.set(self._messages)
         try:
             events = parse_message(
                 inbound.raw,
@@ -157,16 +126,8 @@ class Pipeline:
             )
         except SkyraError as exc:
             message.pending = 1
-            self._publish(
-                message,
-                build_dead_letter(
-                    raw=inbound.raw,
-                    error=exc,
-                    event=exc.event if isinstance(exc, RejectedEventError) else None,
-                    position=inbound.position,
-                ),
-                None,
-            )
+            event = exc.event if isinstance(exc, RejectedEventError) else None
+            self._publish(message, self._dead_letter(message, exc, event), None)
             return
         message.pending = len(events)
         self.metrics.events_in.inc(len(events))
@@ -180,113 +141,50 @@ class Pipeline:
                     continue
                 state = _Event(event, message)
                 self._events[event.event_id] = state
-            self._fetch_pool.submit(self._guard, self._fetch, state)
-
-    # -- stages -----------------------------------------------------------------------------
-
-    def _guard(self, stage: Callable[[_Event], None], state: _Event) -> None:
-        """Any exception a stage lets through becomes this event's dead letter."""
-        with structlog.contextvars.bound_contextvars(
-            event_id=state.event.event_id, video_id=state.event.video_id
-        ):
-            try:
-                stage(state)
-            except SkyraError as exc:
-                self._fail(state, exc)
-            except Exception as exc:
-                log.exception("stage_failed", stage=stage.__name__)
-                self._fail(state, internal_error(exc))
-
-    def _fetch(self, state: _Event) -> None:
-        started = time.monotonic()
-        obj = self.fetcher.fetch(
-            state.event.uri,
-            version_id=state.event.version_id,
-            expected_size=state.event.size_bytes,
-        )
-        state.fetch_s = time.monotonic() - started
-        self.metrics.stage_seconds.labels("fetch").observe(state.fetch_s)
-        try:
-            self._decode_pool.submit(self._guard, lambda s: self._decode(s, obj), state)
-        except RuntimeError:  # pool shut down while closing
-            obj.close()
-            raise
-
-    def _decode(self, state: _Event, obj: FetchedObject) -> None:
-        started = time.monotonic()
-        with obj:
-            video = sample_video(obj.body, self.limits)
-        state.decode_s = time.monotonic() - started
-        self.metrics.stage_seconds.labels("decode").observe(state.decode_s)
-        source = Source(
-            uri=state.event.uri, version_id=obj.version_id, etag=obj.etag, size_bytes=obj.size
-        )
-        request = EngineRequest(state.event.event_id, video.frames, video.timestamps_s)
-        future = self.engine.submit(request)
-        self._update_engine_gauges()
-        future.add_done_callback(lambda f: self._answered(state, video, source, f))
-
-    def _answered(
-        self,
-        state: _Event,
-        video: SampledVideo,
-        source: Source,
-        future: concurrent.futures.Future[EngineResult],
-    ) -> None:
-        self._update_engine_gauges()
-        with structlog.contextvars.bound_contextvars(
-            event_id=state.event.event_id, video_id=state.event.video_id
-        ):
-            exc = future.exception()
-            if isinstance(exc, EngineDeadError):
-                self._fatal_error(exc)
-                return
-            if exc is not None:
-                err = exc if isinstance(exc, SkyraError) else internal_error(exc)
-                self._fail(state, err)
-                return
-            result = future.result()
-            self.metrics.stage_seconds.labels("queue").observe(result.queue_s)
-            self.metrics.stage_seconds.labels("infer").observe(result.infer_s)
-            total = time.monotonic() - state.message.inbound.received_at
-            times = StageTimes(
-                fetch=state.fetch_s,
-                decode=state.decode_s,
-                queue=result.queue_s,
-                infer=result.infer_s,
-                total=total,
+            job = Job(
+                event,
+                ObjectInput(event.uri, event.version_id, event.size_bytes),
+                accepted_at=inbound.received_at,
             )
-            try:
-                verdict = build_verdict(
-                    event=state.event,
-                    source=source,
-                    video=video,
-                    result=result,
-                    model=self.model,
-                    worker=self.worker,
-                    times=times,
-                    settings=self.settings,
-                )
-            except Exception as err:
-                log.exception("verdict_build_failed")
-                self._fail(state, internal_error(err))
-                return
-            self.metrics.stage_seconds.labels("total").observe(total)
-            self._publish(state.message, verdict, state)
+            self.analysis.start(job).add_done_callback(self._on_analysed(state))
 
-    def _fail(self, state: _Event, error: SkyraError) -> None:
-        log.info("dead_letter", code=error.code.value, reason=error.message)
-        dead = build_dead_letter(
-            raw=state.message.inbound.raw,
-            error=error,
-            event=state.event,
-            position=state.message.inbound.position,
+    # -- outcomes ---------------------------------------------------------------------------
+
+    def _on_analysed(self, state: _Event) -> Callable[[concurrent.futures.Future[Outcome]], None]:
+        return lambda future: self._analysed(state, future)
+
+    def _analysed(self, state: _Event, future: concurrent.futures.Future[Outcome]) -> None:
+        if future.cancelled():
+            return  # the pipeline is closing; the message stays uncommitted
+        exc = future.exception()
+        if exc is not None:  # the engine died: nobody's input is to blame
+            self._fatal_error(exc)
+            return
+        outcome = future.result()
+        if outcome.verdict is not None:
+            self._publish(state.message, outcome.verdict, state)
+            return
+        assert outcome.error is not None
+        self._publish(
+            state.message, self._dead_letter(state.message, outcome.error, state.event), state
         )
-        self._publish(state.message, dead, state)
+
+    def _dead_letter(
+        self, message: _Message, error: SkyraError, event: IngestEvent | None
+    ) -> DeadLetter:
+        log.info(
+            "dead_letter",
+            event_id=event.event_id if event else None,
+            code=error.code.value,
+            reason=error.message,
+        )
+        return build_dead_letter(
+            raw=message.inbound.raw, error=error, event=event, position=message.inbound.position
+        )
 
     # -- output -----------------------------------------------------------------------------
 
-    def _publish(self, message: _Message, outcome: Outcome, state: _Event | None) -> None:
+    def _publish(self, message: _Message, outcome: Published, state: _Event | None) -> None:
         try:
             future = self.sink.publish(outcome)
         except Exception as exc:
@@ -297,7 +195,7 @@ class Pipeline:
     def _published(
         self,
         message: _Message,
-        outcome: Outcome,
+        outcome: Published,
         state: _Event | None,
         future: concurrent.futures.Future[None],
     ) -> None:
@@ -324,8 +222,7 @@ class Pipeline:
             if message.pending > 0:
                 return
             self._messages -= 1
-            remaining = self._messages
-        self.metrics.in_flight.set(remaining)
+            self.metrics.in_flight.set(self._messages)
         message.done(message.inbound)
 
     def _fatal_error(self, exc: BaseException) -> None:
@@ -337,22 +234,7 @@ class Pipeline:
             log.error("pipeline_fatal", error=repr(exc))
             self.on_fatal(exc)
 
-    def _update_engine_gauges(self) -> None:
-        n = self.engine.in_flight
-        self.metrics.engine_in_flight.set(n)
-        self.metrics.engine_occupancy.set(min(1.0, n / self.settings.max_num_seqs))
-
     # -- shutdown ---------------------------------------------------------------------------
 
-    def drain(self, timeout_s: float) -> bool:
-        """Wait until nothing is in flight; False if the timeout passed first."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.in_flight == 0 or self._fatal is not None:
-                return self.in_flight == 0
-            time.sleep(0.05)
-        return self.in_flight == 0
-
     def close(self) -> None:
-        self._fetch_pool.shutdown(wait=False, cancel_futures=True)
-        self._decode_pool.shutdown(wait=False, cancel_futures=True)
+        self.analysis.close()

@@ -131,6 +131,17 @@ class Settings(BaseSettings):
     max_metadata_bytes: int = Field(default=16 * 1024, ge=0)
 
     # -- model and engine (vLLM) ----------------------------------------------------------
+    engine: Literal["vllm", "fake"] = Field(
+        default="vllm",
+        description="`fake`: skyra_stream.testing.FakeEngine, no model (tests of the plumbing).",
+    )
+    fake_engine_latency_s: float = Field(
+        default=0.0, ge=0, description="With SKYRA_ENGINE=fake: seconds per answer."
+    )
+    fake_engine_hold_file: Path | None = Field(
+        default=None,
+        description="With SKYRA_ENGINE=fake: answers are held while this file exists.",
+    )
     model_path: Path | None = Field(
         default=None, description="Skyra checkpoint folder (Skyra-RL or Skyra-SFT)."
     )

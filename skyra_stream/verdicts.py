@@ -1,7 +1,8 @@
 """Assemble the outgoing messages: a Verdict from an engine answer, a DeadLetter from a failure.
 
-Kept apart from the pipeline so that the CLI, the API and the worker produce byte-identical
-messages for the same input.
+The analysis path (`skyra_stream.analysis`) is the only caller of `build_verdict`, so the CLI,
+the API and the worker produce the same message for the same input. Imports no vLLM: the
+schema tooling and downstream users can load it anywhere.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ import socket
 from dataclasses import dataclass
 
 from skyra_stream import __version__
-from skyra_stream.engine import EngineResult
 from skyra_stream.errors import ErrorCode, SkyraError
 from skyra_stream.frames import SampledVideo
+from skyra_stream.inference import EngineResult
 from skyra_stream.messages import (
     DeadLetter,
     ErrorReason,
@@ -117,12 +118,13 @@ def build_dead_letter(
         video_id=event.video_id if event else None,
         raw=text,
         raw_encoding=encoding,
-        reason=ErrorReason(code=error.code, message=error.message[:2000]),
+        reason=ErrorReason(code=dead_letter_code(error), message=error.message[:2000]),
         source=position,
         attempts=attempts,
     )
 
 
-def internal_error(exc: BaseException) -> SkyraError:
-    """A bug or an unexpected library error still ends as a dead letter, never as a crash."""
-    return SkyraError(ErrorCode.INTERNAL_ERROR, f"unexpected {type(exc).__name__}: {exc}")
+def dead_letter_code(error: SkyraError) -> ErrorCode:
+    """Service codes (overloaded, not ready) describe the service, not an input; one that
+    reaches a dead letter is a bug, and is recorded as one."""
+    return error.code if isinstance(error.code, ErrorCode) else ErrorCode.INTERNAL_ERROR

@@ -8,7 +8,7 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from tests.support.faulty_proxy import FaultyProxy
+from skyra_stream.devstack.faulty_proxy import FaultyProxy
 
 # Credentials for the loopback S3 endpoint only; set before any client is made.
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")

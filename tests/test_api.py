@@ -20,16 +20,17 @@ import pytest
 from PIL import Image
 from pydantic import SecretStr
 
+from skyra_stream.analysis import Analysis
 from skyra_stream.api.app import create_app
-from skyra_stream.api.server import HttpServer
+from skyra_stream.api.http_server import HttpServer
 from skyra_stream.api.service import AnalyzeService
+from skyra_stream.devstack.faulty_proxy import FaultyProxy
 from skyra_stream.engine import VerdictEngine
 from skyra_stream.health import HealthState
 from skyra_stream.messages import Verdict
 from skyra_stream.metrics import Metrics
 from skyra_stream.samples import VideoSpec, write_video
 from skyra_stream.settings import Settings
-from tests.support.faulty_proxy import FaultyProxy
 
 BUCKET = "api-uploads"
 OPENAPI = Path(__file__).parents[1] / "docs" / "openapi.json"
@@ -51,7 +52,7 @@ def start_api(engine: VerdictEngine, **overrides: Any) -> tuple[Api, HttpServer]
     metrics = Metrics()
     health = HealthState()
     health.ready_when("engine", lambda: engine.ready)
-    service = AnalyzeService(settings, engine, metrics)
+    service = AnalyzeService(Analysis(settings, engine, metrics=metrics))
     server = HttpServer(create_app(settings, health, metrics, service), "127.0.0.1", 0).start()
     api = Api(f"http://127.0.0.1:{server.port}", settings, service, metrics)
     with api.client() as c:
@@ -98,7 +99,7 @@ def api(
     )
     yield instance
     server.close()
-    instance.service.close()
+    instance.service.analysis.close()
 
 
 def _verdict(resp: httpx.Response) -> Verdict:
@@ -396,7 +397,7 @@ def test_timeout_answers_504_and_cancels_the_engine_request(
             for future in backlog:
                 future.result(timeout=120)  # the backlog itself is untouched
             server.close()
-            api.service.close()
+            api.service.analysis.close()
 
     call(60)  # warm: the first call pays for imports and compiled kernels
     times = _verdict(call(60)).timings_ms
@@ -439,7 +440,7 @@ def test_bearer_tokens(engine: VerdictEngine, tmp_path: Path) -> None:
             assert c.get("/metrics").status_code == 200
     finally:
         server.close()
-        api.service.close()
+        api.service.analysis.close()
 
 
 # -- the spec --------------------------------------------------------------------------------
@@ -512,18 +513,18 @@ def test_api_call_overtakes_a_200_event_kafka_backlog(
 ) -> None:
     import boto3
 
-    from consumers.worker import IngestWorker
-    from producers.ingest import IngestProducer
-    from producers.outcomes import OutcomePublisher
+    from skyra_stream.consumers.worker import IngestWorker
+    from skyra_stream.devstack.broker import TansuBroker
     from skyra_stream.messages import IngestEvent
     from skyra_stream.pipeline import Pipeline
-    from tests.support.stack import Broker
+    from skyra_stream.producers.ingest import IngestProducer
+    from skyra_stream.producers.outcomes import OutcomePublisher
 
     s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
     for i in range(8):  # distinct clips: no prefix-cache shortcuts for the backlog
         path = write_video(tmp_path / f"backlog{i}.mp4", VideoSpec(frames=30, seed=100 + i))
         s3.upload_file(str(path), BUCKET, f"backlog/{i}.mp4")
-    broker = Broker(tmp_path / "tansu.log")
+    broker = TansuBroker(tmp_path / "tansu.log")
     broker.create_topics(["bk-in", "bk-out", "bk-dlq"], 3)
     settings = api.settings.model_copy(
         update={
@@ -546,9 +547,10 @@ def test_api_call_overtakes_a_200_event_kafka_backlog(
     producer.flush()
     producer.close()
 
-    metrics = Metrics()
+    # One analysis path for both doors, as in a worker with SKYRA_API_ENABLED.
+    metrics = api.metrics
     publisher = OutcomePublisher(settings)
-    pipeline = Pipeline(settings, engine, publisher, metrics=metrics)
+    pipeline = Pipeline(settings, api.service.analysis, publisher)
     worker = IngestWorker(settings, pipeline, flush=publisher.flush, metrics=metrics)
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
@@ -581,7 +583,6 @@ def test_api_call_overtakes_a_200_event_kafka_backlog(
     finally:
         worker.stop()
         thread.join(300)
-        pipeline.close()
         publisher.close()
         broker.stop()
 
@@ -589,7 +590,7 @@ def test_api_call_overtakes_a_200_event_kafka_backlog(
 def test_serve_runs_the_api_alone_and_stops_cleanly(
     tiny_model: Path, clips: dict[str, Path], tmp_path: Path
 ) -> None:
-    from skyra_stream.devstack import ChildProcess
+    from skyra_stream.devstack.processes import ChildProcess
 
     server = ChildProcess(
         "serve",

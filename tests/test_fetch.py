@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from skyra_stream.devstack.faulty_proxy import Fault, FaultyProxy
 from skyra_stream.errors import ErrorCode, SkyraError
 from skyra_stream.fetch import ObjectFetcher, resolve_uri
 from skyra_stream.settings import Settings
-from tests.support.faulty_proxy import Fault, FaultyProxy
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumers.offsets import PartitionOffsets
+from skyra_stream.consumers.offsets import PartitionOffsets
 
 
 def test_out_of_order_completion_commits_only_below_the_oldest_pending() -> None:

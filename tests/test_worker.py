@@ -19,13 +19,13 @@ import boto3
 import psutil
 import pytest
 
-from producers.ingest import IngestProducer
-from skyra_stream.devstack import ChildProcess
+from skyra_stream.devstack.broker import TansuBroker, committed_vs_end, paused, read_all
+from skyra_stream.devstack.faulty_proxy import Fault, FaultyProxy
+from skyra_stream.devstack.processes import ChildProcess
 from skyra_stream.messages import IngestEvent
+from skyra_stream.producers.ingest import IngestProducer
 from skyra_stream.samples import VideoSpec, write_video
 from skyra_stream.settings import Settings
-from tests.support.faulty_proxy import Fault, FaultyProxy
-from tests.support.stack import Broker, committed_vs_end, paused, read_all
 
 BUCKET = "uploads"
 GOOD_VIDEOS = 12
@@ -33,7 +33,7 @@ GOOD_VIDEOS = 12
 
 @dataclass
 class Stack:
-    broker: Broker
+    broker: TansuBroker
     s3_url: str
     proxy: FaultyProxy
     model: Path
@@ -67,7 +67,7 @@ def stack(
     data = (videos / "v0.mp4").read_bytes()
     s3.put_object(Bucket=BUCKET, Key="bad/truncated.mp4", Body=data[: len(data) // 2])
     s3.put_object(Bucket=BUCKET, Key="bad/notes.mp4", Body=b"this is not a video\n" * 100)
-    broker = Broker(logs / "tansu.log")
+    broker = TansuBroker(logs / "tansu.log")
     yield Stack(broker, moto_server, s3_proxy, tiny_model, logs)
     broker.stop()
 

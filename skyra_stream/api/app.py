@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from skyra_stream import __version__
+from skyra_stream.analysis import Job
 from skyra_stream.api.guards import (
     BearerTokens,
     BodyLimitMiddleware,
@@ -41,15 +42,17 @@ from skyra_stream.api.models import (
     Liveness,
     Readiness,
 )
-from skyra_stream.api.service import (
-    AnalyzeService,
-    NotReadyError,
-    OverloadedError,
-    Prepared,
-    RequestTimeoutError,
+from skyra_stream.api.service import AnalyzeService
+from skyra_stream.errors import (
+    CODES,
+    Code,
+    ErrorCode,
+    ServiceCode,
+    ServiceError,
+    SkyraError,
+    code_for_status,
+    http_status,
 )
-from skyra_stream.engine import EngineDeadError
-from skyra_stream.errors import ErrorCode, SkyraError
 from skyra_stream.events import short_errors
 from skyra_stream.health import HealthState
 from skyra_stream.messages import Verdict
@@ -61,86 +64,66 @@ log = structlog.get_logger(__name__)
 API_ENDPOINTS = frozenset({"analyze", "analyze_batch", "analyze_frames"})
 MAX_FRAMES = 256  # per /v1/analyze_frames call; thinned to the model's 16
 
-# HTTP status of each dead-letter code: the caller's fault is 4xx, ours or upstream's 5xx.
-STATUS: dict[ErrorCode, int] = {
-    ErrorCode.INVALID_EVENT: 422,
-    ErrorCode.MESSAGE_TOO_LARGE: 413,
-    ErrorCode.URI_NOT_ALLOWED: 403,
-    ErrorCode.ACCESS_DENIED: 403,
-    ErrorCode.OBJECT_NOT_FOUND: 404,
-    ErrorCode.OBJECT_TOO_LARGE: 413,
-    ErrorCode.FETCH_FAILED: 502,
-    ErrorCode.NOT_A_VIDEO: 415,
-    ErrorCode.NO_VIDEO_STREAM: 415,
-    ErrorCode.VIDEO_TOO_LARGE: 413,
-    ErrorCode.VIDEO_TOO_LONG: 413,
-    ErrorCode.DECODE_FAILED: 422,
-    ErrorCode.DECODE_TIMEOUT: 422,
-    ErrorCode.ENGINE_FAILED: 500,
-    ErrorCode.INTERNAL_ERROR: 500,
-}
 
+class ApiProblem(SkyraError):
+    """An error raised by the HTTP layer itself, with the headers its answer needs. Its
+    status is its code's (errors.CODES) unless the HTTP layer says otherwise (a body that is
+    neither JSON nor multipart: 415 with `invalid_event`)."""
 
-class ApiProblem(Exception):
     def __init__(
-        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+        self,
+        code: Code,
+        message: str,
+        headers: dict[str, str] | None = None,
+        *,
+        status: int | None = None,
     ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
+        super().__init__(code, message)
         self.headers = headers or {}
+        self._status = status
+
+    @property
+    def status(self) -> int:
+        return self._status or http_status(self.code)
 
 
 def problem_from(exc: BaseException, settings: Settings) -> ApiProblem:
-    """Every failure of an analysis as (status, code, message)."""
+    """Every failure of an analysis as an ApiProblem: its status comes from its code."""
     if isinstance(exc, ApiProblem):
         return exc
     if isinstance(exc, SkyraError):
-        return ApiProblem(STATUS.get(exc.code, 500), exc.code.value, exc.message)
-    if isinstance(exc, OverloadedError):
-        retry = {"Retry-After": str(settings.api_retry_after_s)}
-        return ApiProblem(429, "overloaded", str(exc), retry)
-    if isinstance(exc, NotReadyError | EngineDeadError):
-        return ApiProblem(503, "not_ready", str(exc) or "the engine is not available")
-    if isinstance(exc, RequestTimeoutError):
-        return ApiProblem(504, "timeout", str(exc))
+        headers = {}
+        if exc.code is ServiceCode.OVERLOADED:
+            headers["Retry-After"] = str(settings.api_retry_after_s)
+        return ApiProblem(exc.code, exc.message, headers)
     if isinstance(exc, StarletteHTTPException):  # the body bound, crossed while reading it
-        code = http_code(exc.status_code)
-        return ApiProblem(exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
+        return ApiProblem(
+            code_for_status(exc.status_code),
+            str(exc.detail),
+            dict(exc.headers or {}),
+            status=exc.status_code,
+        )
     log.error("api_internal_error", error=repr(exc), exc_info=exc)
-    return ApiProblem(500, "internal_error", f"unexpected {type(exc).__name__}")
-
-
-def http_code(status: int) -> str:
-    """The error code of a status that Starlette or the body bound raised, not a route."""
-    return {
-        404: "not_found",
-        405: "method_not_allowed",
-        413: ErrorCode.OBJECT_TOO_LARGE.value,
-    }.get(status, ErrorCode.INVALID_EVENT.value)
+    return ApiProblem(ErrorCode.INTERNAL_ERROR, f"unexpected {type(exc).__name__}")
 
 
 def _error_body(problem: ApiProblem, request_id: str | None) -> dict[str, Any]:
     return ApiError(code=problem.code, message=problem.message, request_id=request_id).model_dump()
 
 
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ApiError, "description": description}
-    for status, description in (
-        (401, "missing or wrong bearer token (`unauthorized`)"),
-        (403, "`uri_not_allowed`, `access_denied`"),
-        (404, "`object_not_found`"),
-        (413, "`object_too_large`, `video_too_large`, `video_too_long`"),
-        (415, "`not_a_video`, `no_video_stream`, or a body that is neither JSON nor multipart"),
-        (422, "`invalid_event` (the request), `decode_failed`, `decode_timeout`"),
-        (429, "`overloaded`: past SKYRA_API_MAX_CONCURRENCY; see Retry-After"),
-        (500, "`engine_failed`, `internal_error`"),
-        (502, "`fetch_failed`: object storage kept failing"),
-        (503, "`not_ready`: the engine is loading or gone"),
-        (504, "`timeout`: past SKYRA_API_TIMEOUT_S; the engine request was cancelled"),
-    )
-}
+def error_responses() -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI error responses, generated from the code table (errors.CODES)."""
+    by_status: dict[int, list[str]] = {}
+    for code, info in CODES.items():
+        by_status.setdefault(info.status, []).append(f"`{code.value}` ({info.meaning})")
+    by_status[415].append("`invalid_event` for a body that is neither JSON nor multipart")
+    return {
+        status: {"model": ApiError, "description": "; ".join(lines)}
+        for status, lines in sorted(by_status.items())
+    }
+
+
+ERROR_RESPONSES = error_responses()
 
 VIDEO_BODY = {
     "requestBody": {
@@ -209,14 +192,12 @@ def create_app(
         parts = [
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in list(exc.errors())[:5]
         ]
-        problem = ApiProblem(422, ErrorCode.INVALID_EVENT.value, "; ".join(parts))
+        problem = ApiProblem(ErrorCode.INVALID_EVENT, "; ".join(parts))
         return await on_problem(request, problem)
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = http_code(exc.status_code)
-        problem = ApiProblem(exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
-        return await on_problem(request, problem)
+        return await on_problem(request, problem_from(exc, settings))
 
     # -- probes and metrics (never behind a token: the kubelet and Prometheus call them) ---
 
@@ -271,8 +252,7 @@ def _api_router(
     async def authorized(request: Request) -> None:
         if not tokens.allows(request.headers.get("authorization")):
             raise ApiProblem(
-                401,
-                "unauthorized",
+                ServiceCode.UNAUTHORIZED,
                 "a valid `Authorization: Bearer <token>` header is required",
                 {"WWW-Authenticate": 'Bearer realm="skyra-stream"'},
             )
@@ -281,7 +261,7 @@ def _api_router(
 
     def svc() -> AnalyzeService:
         if service is None or not service.ready:
-            raise ApiProblem(503, "not_ready", "the engine is loading")
+            raise ApiProblem(ServiceCode.NOT_READY, "the engine is loading")
         return service
 
     async def admitted(videos: int, work: Callable[[AnalyzeService], Awaitable[T]]) -> T:
@@ -299,8 +279,8 @@ def _api_router(
         finally:
             s.release(videos)
 
-    async def one(prepare: Callable[[AnalyzeService], Awaitable[Prepared]]) -> Verdict:
-        return await admitted(1, lambda s: _analysed(s, lambda: prepare(s)))
+    async def one(job: Callable[[AnalyzeService], Job]) -> Verdict:
+        return await admitted(1, lambda s: s.verdict(job(s)))
 
     @router.post(
         "/analyze",
@@ -318,21 +298,21 @@ def _api_router(
         async def work(s: AnalyzeService) -> Verdict:
             if kind == "json":
                 body = _parse(AnalyzeUri, await request.body())
-                prepared = await s.from_uri(body.uri, f"api-{rid}", body.video_id, body.version_id)
-                return await s.verdict(prepared)
+                job = s.uri_job(body.uri, f"api-{rid}", body.video_id, body.version_id)
+                return await s.verdict(job)
             form = await _form(request, max_files=1)
             try:
                 upload = form.get("file")
                 if not isinstance(upload, StarletteUpload):
-                    raise ApiProblem(422, "invalid_event", "multipart field `file` is required")
-                prepared = await s.from_upload(
+                    raise ApiProblem(ErrorCode.INVALID_EVENT, "multipart field `file` is required")
+                job = s.upload_job(
                     upload.file,
                     upload.size or 0,
                     upload.filename,
                     f"api-{rid}",
                     _text(form.get("video_id")),
                 )
-                return await s.verdict(prepared)
+                return await s.verdict(job)
             finally:
                 await form.close()
 
@@ -349,22 +329,22 @@ def _api_router(
         rid = request.state.request_id
         kind = _content_kind(request)
         form = None
-        preparers: list[Callable[[], Awaitable[Prepared]]] = []
+        jobs: list[Callable[[AnalyzeService], Job]] = []
         try:
             if kind == "json":
                 batch = _parse(AnalyzeBatch, await request.body())
                 _check_batch(len(batch.items), settings)
                 for i, item in enumerate(batch.items):
-                    preparers.append(_uri_preparer(svc, item, f"api-{rid}-{i}"))
+                    jobs.append(_uri_job(item, f"api-{rid}-{i}"))
             else:
                 form = await _form(request, max_files=settings.api_max_batch)
                 uploads = [f for f in form.getlist("files") if isinstance(f, StarletteUpload)]
                 if not uploads:
-                    raise ApiProblem(422, "invalid_event", "multipart field `files` is required")
+                    raise ApiProblem(ErrorCode.INVALID_EVENT, "multipart field `files` is required")
                 _check_batch(len(uploads), settings)
                 for i, upload in enumerate(uploads):
-                    preparers.append(_upload_preparer(svc, upload, f"api-{rid}-{i}"))
-            results = await admitted(len(preparers), lambda s: _gather(s, preparers, settings, rid))
+                    jobs.append(_upload_job(upload, f"api-{rid}-{i}"))
+            results = await admitted(len(jobs), lambda s: _gather(s, jobs, settings, rid))
             return BatchResult(request_id=rid, results=results)
         finally:
             if form is not None:
@@ -388,28 +368,26 @@ def _api_router(
     ) -> Verdict:
         rid = request.state.request_id
         if len(frames) > MAX_FRAMES:
-            raise ApiProblem(413, "video_too_large", f"{len(frames)} frames, at most {MAX_FRAMES}")
+            raise ApiProblem(
+                ErrorCode.VIDEO_TOO_LARGE, f"{len(frames)} frames, at most {MAX_FRAMES}"
+            )
         stamps = _timestamps(timestamps)
         files = [f.file for f in frames]
-        return await one(lambda s: s.from_frames(files, stamps, f"api-{rid}", video_id))
+        return await one(lambda s: s.frames_job(files, stamps, f"api-{rid}", video_id))
 
     return router
 
 
-async def _analysed(service: AnalyzeService, prepare: Callable[[], Awaitable[Prepared]]) -> Verdict:
-    return await service.verdict(await prepare())
-
-
 async def _gather(
     service: AnalyzeService,
-    preparers: list[Callable[[], Awaitable[Prepared]]],
+    jobs: list[Callable[[AnalyzeService], Job]],
     settings: Settings,
     rid: str,
 ) -> list[BatchItem]:
-    async def item(i: int, prepare: Callable[[], Awaitable[Prepared]]) -> BatchItem:
+    async def item(i: int, job: Callable[[AnalyzeService], Job]) -> BatchItem:
         try:
-            verdict = await _analysed(service, prepare)
-        except (OverloadedError, RequestTimeoutError, NotReadyError, EngineDeadError):
+            verdict = await service.verdict(job(service))
+        except ServiceError:  # overloaded, timed out, not ready: the whole request's answer
             raise
         except Exception as exc:
             problem = problem_from(exc, settings)
@@ -417,25 +395,21 @@ async def _gather(
             return BatchItem(index=i, status="rejected", error=error)
         return BatchItem(index=i, status="ok", verdict=verdict)
 
-    return list(await asyncio.gather(*(item(i, p) for i, p in enumerate(preparers))))
+    return list(await asyncio.gather(*(item(i, j) for i, j in enumerate(jobs))))
 
 
-def _uri_preparer(
-    svc: Callable[[], AnalyzeService], item: AnalyzeUri, event_id: str
-) -> Callable[[], Awaitable[Prepared]]:
-    return lambda: svc().from_uri(item.uri, event_id, item.video_id, item.version_id)
+def _uri_job(item: AnalyzeUri, event_id: str) -> Callable[[AnalyzeService], Job]:
+    return lambda s: s.uri_job(item.uri, event_id, item.video_id, item.version_id)
 
 
-def _upload_preparer(
-    svc: Callable[[], AnalyzeService], upload: StarletteUpload, event_id: str
-) -> Callable[[], Awaitable[Prepared]]:
-    return lambda: svc().from_upload(upload.file, upload.size or 0, upload.filename, event_id, None)
+def _upload_job(upload: StarletteUpload, event_id: str) -> Callable[[AnalyzeService], Job]:
+    return lambda s: s.upload_job(upload.file, upload.size or 0, upload.filename, event_id, None)
 
 
 def _check_batch(n: int, settings: Settings) -> None:
     if n > settings.api_max_batch:
         raise ApiProblem(
-            422, "invalid_event", f"{n} items, at most {settings.api_max_batch} per batch"
+            ErrorCode.INVALID_EVENT, f"{n} items, at most {settings.api_max_batch} per batch"
         )
 
 
@@ -445,7 +419,7 @@ async def _form(request: Request, max_files: int) -> FormData:
     except BodyTooLargeError:
         raise
     except StarletteHTTPException as exc:  # malformed multipart, too many parts
-        raise ApiProblem(422, "invalid_event", f"multipart body: {exc.detail}") from None
+        raise ApiProblem(ErrorCode.INVALID_EVENT, f"multipart body: {exc.detail}") from None
 
 
 def _content_kind(request: Request) -> str:
@@ -454,7 +428,9 @@ def _content_kind(request: Request) -> str:
         return "json"
     if ctype == "multipart/form-data":
         return "multipart"
-    raise ApiProblem(415, "invalid_event", "send application/json or multipart/form-data")
+    raise ApiProblem(
+        ErrorCode.INVALID_EVENT, "send application/json or multipart/form-data", status=415
+    )
 
 
 M = TypeVar("M", AnalyzeUri, AnalyzeBatch)
@@ -465,14 +441,14 @@ def _parse(model: type[M], raw: bytes) -> M:
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
-        raise ApiProblem(422, "invalid_event", short_errors(exc)) from None
+        raise ApiProblem(ErrorCode.INVALID_EVENT, short_errors(exc)) from None
 
 
 def _text(value: object) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not 1 <= len(value) <= 512:
-        raise ApiProblem(422, "invalid_event", "video_id must be 1-512 characters")
+        raise ApiProblem(ErrorCode.INVALID_EVENT, "video_id must be 1-512 characters")
     return value
 
 
@@ -482,10 +458,10 @@ def _timestamps(raw: str) -> list[float]:
         stamps = [float(v) for v in values]
     except (ValueError, TypeError):
         raise ApiProblem(
-            422, "invalid_event", "timestamps must be a JSON array of seconds"
+            ErrorCode.INVALID_EVENT, "timestamps must be a JSON array of seconds"
         ) from None
     if not all(math.isfinite(s) for s in stamps):
-        raise ApiProblem(422, "invalid_event", "timestamps must be finite numbers")
+        raise ApiProblem(ErrorCode.INVALID_EVENT, "timestamps must be finite numbers")
     return stamps
 
 

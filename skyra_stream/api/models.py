@@ -10,13 +10,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from skyra_stream.errors import ErrorCode
+from skyra_stream.errors import ErrorCode, ServiceCode
 from skyra_stream.messages import Identifier, Verdict
-
-# Codes only the API answers with; every other error code is a dead-letter code.
-ApiOnlyCode = Literal[
-    "unauthorized", "overloaded", "timeout", "not_ready", "not_found", "method_not_allowed"
-]
 
 
 class _Body(BaseModel):
@@ -42,7 +37,7 @@ class AnalyzeBatch(_Body):
 class ApiError(_Body):
     """Why a request (or one batch item) got no verdict."""
 
-    code: ErrorCode | ApiOnlyCode = Field(
+    code: ErrorCode | ServiceCode = Field(
         description="A dead-letter code (`not_a_video`, ...) or one of the API's own codes."
     )
     message: str

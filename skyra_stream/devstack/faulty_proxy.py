@@ -97,7 +97,7 @@ class FaultyProxy:
     @property
     def url(self) -> str:
         host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def start(self) -> FaultyProxy:
         self._thread.start()

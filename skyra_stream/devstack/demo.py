@@ -19,12 +19,13 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from consumers.readers import topic_reader
-from producers.admin import create_topics
-from producers.tool import publish
-from skyra_stream.devstack import ChildProcess, TansuBroker
+from skyra_stream.consumers.readers import topic_reader
+from skyra_stream.devstack.broker import TansuBroker
+from skyra_stream.devstack.processes import ChildProcess
 from skyra_stream.frames import sample_video
 from skyra_stream.messages import DeadLetter, IngestEvent, Verdict
+from skyra_stream.producers.admin import create_topics
+from skyra_stream.producers.tool import publish
 from skyra_stream.render import render_sheet
 from skyra_stream.samples import write_demo_set
 from skyra_stream.settings import Settings
@@ -81,7 +82,7 @@ def run_demo(out: Path, model: Path | None, timeout_s: float = 240.0) -> int:
                 "[bold]worker[/] starting (vLLM loads the model; about a minute on a CPU) ..."
             )
             worker.wait_ready(timeout_s)
-            from producers.tool import upload_files  # noqa: PLC0415
+            from skyra_stream.producers.tool import upload_files  # noqa: PLC0415
 
             events = list(
                 upload_files(

@@ -1,0 +1,373 @@
+"""The one analysis path that every front door shares: input -> frames -> engine -> outcome.
+
+    Job ─► fetch (I/O pool: allowlist, byte cap, retries)
+        ─► decode (CPU pool: 16 frames within the limits)
+        ─► engine (any `inference.Engine`; batched with everything else in flight)
+        ─► Outcome: a Verdict, or the SkyraError that says why not
+
+The Kafka worker, the HTTP API and the CLI differ only in how a job arrives and where its
+outcome goes; the stages, their limits, their timings, the mapping from failure to code
+and the verdict itself are defined here once. `Analysis.start` never blocks: it returns a
+future, so a threaded consumer, an asyncio server (`asyncio.wrap_future`) and a bounded CLI
+loop all drive the same code.
+
+Failures come in two kinds. A failure of the input (or of an upstream such as S3) resolves
+the future with an `Outcome` whose `error` carries the dead-letter code. A failure of the
+service itself (the engine died) fails the future with `EngineDeadError`: no input is blamed,
+and the caller stops. Cancelling the future (an API timeout) stops the job at its next stage
+and aborts its engine request.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import structlog
+
+from skyra_stream.admission import PriorityPool
+from skyra_stream.errors import (
+    ErrorCode,
+    ServiceError,
+    SkyraError,
+    internal_error,
+)
+from skyra_stream.fetch import FetchedObject, ObjectFetcher
+from skyra_stream.frames import SampledVideo, sample_video
+from skyra_stream.images import ImageSource, frames_from_images
+from skyra_stream.inference import Engine, EngineRequest, EngineResult, model_name
+from skyra_stream.messages import IngestEvent, ModelInfo, Source, Verdict
+from skyra_stream.metrics import Metrics
+from skyra_stream.settings import Settings
+from skyra_stream.verdicts import StageTimes, build_verdict, worker_info
+
+log = structlog.get_logger(__name__)
+
+# -- inputs: how the bytes of a video reach the decoder ------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInput:
+    """An object named by URI, read only through the allowlist (events, API `uri` bodies,
+    CLI `s3://` arguments)."""
+
+    uri: str
+    version_id: str | None = None
+    expected_size: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamInput:
+    """Bytes the caller handed over (an API upload); nothing is fetched."""
+
+    body: IO[bytes]
+    size: int
+    uri: str
+
+
+@dataclass(frozen=True, slots=True)
+class FileInput:
+    """A local file the operator named on the command line (trusted path, bounded size)."""
+
+    path: Path
+
+
+@dataclass(frozen=True, slots=True)
+class FramesInput:
+    """Pre-extracted frames with their timestamps (API /v1/analyze_frames)."""
+
+    images: Sequence[ImageSource]
+    timestamps_s: Sequence[float]
+    uri: str = "frames:"
+
+
+@dataclass(frozen=True, slots=True)
+class FramesFolderInput:
+    """A clip shipped as a folder of frames (ViF-Bench reference data)."""
+
+    folder: Path
+
+
+VideoInput = ObjectInput | StreamInput | FileInput | FramesInput | FramesFolderInput
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One video to analyse. `accepted_at` (monotonic) is when the front door took it:
+    `timings_ms.total` runs from there to the finished verdict, whichever door it came in by."""
+
+    event: IngestEvent
+    input: VideoInput
+    priority: int = 0
+    accepted_at: float = field(default_factory=time.monotonic)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The end of one job: a verdict, or the error (with its dead-letter code) that
+    prevented one. `video` keeps the frames the model saw, for evidence sheets."""
+
+    job: Job
+    verdict: Verdict | None = None
+    error: SkyraError | None = None
+    video: SampledVideo | None = None
+
+
+# -- the path -------------------------------------------------------------------------------
+
+
+@dataclass(eq=False)  # one per job, hashed by identity
+class _Run:
+    job: Job
+    future: concurrent.futures.Future[Outcome]
+    source: Source | None = None
+    fetched: FetchedObject | None = None  # a download waiting for the decoder
+    video: SampledVideo | None = None
+    times: dict[str, float] = field(default_factory=dict)
+    engine_future: concurrent.futures.Future[EngineResult] | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class Analysis:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        *,
+        fetcher: ObjectFetcher | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.fetcher = fetcher or ObjectFetcher(settings)
+        self.metrics = metrics or Metrics()
+        self.limits = settings.decode_limits()
+        self.model = ModelInfo(name=model_name(settings), revision=settings.model_revision)
+        self.worker = worker_info(settings.worker_id)
+        # Both pools take API jobs (negative priority) before the backlog, as the engine's
+        # in-flight window does: a caller waiting on HTTP never queues behind Kafka work.
+        self._fetch_pool = PriorityPool(settings.fetch_concurrency, "fetch")
+        self._decode_pool = PriorityPool(settings.decode_concurrency, "decode")
+        self._lock = threading.Lock()
+        self._runs: set[_Run] = set()
+
+    @property
+    def window(self) -> int:
+        """Jobs worth having in progress at once: enough to keep the decoders busy and the
+        engine's batch full, no more (each holds its decoded frames)."""
+        return self.settings.decode_concurrency + self.settings.max_in_flight
+
+    def start(self, job: Job) -> concurrent.futures.Future[Outcome]:
+        """Begin one job; the future resolves with its Outcome (see the module docstring)."""
+        run = _Run(job, concurrent.futures.Future())
+        with self._lock:
+            self._runs.add(run)
+        run.future.add_done_callback(lambda f: self._ended(run, f))
+        try:
+            self._fetch_pool.submit(job.priority, lambda: self._stage(run, self._fetch))
+        except RuntimeError:  # closed: the caller is shutting down
+            run.future.cancel()
+        return run.future
+
+    def run(self, jobs: Iterable[Job], window: int | None = None) -> Iterator[Outcome]:
+        """Outcomes of `jobs` in completion order, with at most `window` in progress, so
+        that memory stays flat however many inputs there are (the CLI and eval)."""
+        limit = max(1, window or self.window)
+        pending: set[concurrent.futures.Future[Outcome]] = set()
+        for job in jobs:
+            while len(pending) >= limit:
+                done, pending = concurrent.futures.wait(
+                    pending, return_when=concurrent.futures.FIRST_COMPLETED
+                )
+                yield from (f.result() for f in done)
+            pending.add(self.start(job))
+        for future in concurrent.futures.as_completed(pending):
+            yield future.result()
+
+    @property
+    def in_progress(self) -> int:
+        with self._lock:
+            return len(self._runs)
+
+    def close(self) -> None:
+        """Stop taking jobs and cancel those still in progress (their engine requests are
+        aborted); a stage already running finishes on its own."""
+        self._fetch_pool.shutdown()
+        self._decode_pool.shutdown()
+        with self._lock:
+            runs = list(self._runs)
+        for run in runs:
+            run.future.cancel()
+
+    # -- stages -----------------------------------------------------------------------------
+
+    def _stage(self, run: _Run, stage: Callable[[_Run], None]) -> None:
+        """Run one stage; whatever it raises ends the job with the right kind of failure."""
+        if run.future.done():  # cancelled while queued
+            if run.fetched is not None:
+                run.fetched.close()
+            return
+        event = run.job.event
+        with structlog.contextvars.bound_contextvars(
+            event_id=event.event_id, video_id=event.video_id
+        ):
+            try:
+                stage(run)
+            except ServiceError as exc:
+                _settle(run.future, exc)
+            except SkyraError as exc:
+                self._reject(run, exc)
+            except Exception as exc:
+                log.exception("stage_failed", stage=stage.__name__)
+                self._reject(run, internal_error(exc))
+
+    def _fetch(self, run: _Run) -> None:
+        started = time.monotonic()
+        inp = run.job.input
+        obj: FetchedObject | None = None
+        if isinstance(inp, ObjectInput):
+            obj = self.fetcher.fetch(
+                inp.uri, version_id=inp.version_id, expected_size=inp.expected_size
+            )
+            run.source = Source(
+                uri=inp.uri, version_id=obj.version_id, etag=obj.etag, size_bytes=obj.size
+            )
+        elif isinstance(inp, StreamInput):
+            self._check_size(inp.size, "upload")
+            run.source = Source(uri=inp.uri, size_bytes=inp.size)
+        elif isinstance(inp, FileInput):
+            size = inp.path.stat().st_size
+            self._check_size(size, str(inp.path))
+            run.source = Source(uri=run.job.event.uri, size_bytes=size)
+        else:
+            run.source = Source(uri=run.job.event.uri)
+        if obj is not None:  # only a download is a fetch worth timing
+            run.fetched = obj
+            self._time(run, "fetch", started)
+        try:
+            self._decode_pool.submit(run.job.priority, lambda: self._stage(run, self._decode))
+        except RuntimeError:  # pool shut down while closing
+            if obj is not None:
+                obj.close()
+            raise
+
+    def _decode(self, run: _Run) -> None:
+        started = time.monotonic()
+        inp = run.job.input
+        if run.fetched is not None:
+            with run.fetched as obj:
+                video = sample_video(obj.body, self.limits)
+        elif isinstance(inp, StreamInput):
+            video = sample_video(inp.body, self.limits)
+        elif isinstance(inp, FileInput):
+            video = sample_video(str(inp.path), self.limits)
+        elif isinstance(inp, FramesInput):
+            video = frames_from_images(
+                inp.images, inp.timestamps_s, max_pixels=self.settings.max_frame_pixels
+            )
+        elif isinstance(inp, FramesFolderInput):
+            from skyra_stream.evaluation import load_frames_folder  # noqa: PLC0415
+
+            video = load_frames_folder(inp.folder)
+        else:  # pragma: no cover - every input kind is handled above
+            raise TypeError(f"unknown input {inp!r}")
+        self._time(run, "decode", started)
+        run.video = video
+        request = EngineRequest(
+            run.job.event.event_id, video.frames, video.timestamps_s, priority=run.job.priority
+        )
+        with run.lock:
+            if run.future.done():
+                return
+            run.engine_future = self.engine.submit(request)
+        self._engine_gauges()
+        run.engine_future.add_done_callback(lambda f: self._answered(run, f))
+
+    def _answered(self, run: _Run, future: concurrent.futures.Future[EngineResult]) -> None:
+        self._engine_gauges()
+        if future.cancelled():
+            return  # the job was cancelled; its own future says so
+        exc = future.exception()
+        if exc is not None:
+            # Back through _stage, so that the engine's errors map like every other stage's.
+            self._stage(run, lambda _r: _raise(exc))
+            return
+        self._stage(run, lambda r: self._finish(r, future.result()))
+
+    def _finish(self, run: _Run, result: EngineResult) -> None:
+        assert run.video is not None
+        assert run.source is not None
+        self.metrics.stage_seconds.labels("queue").observe(result.queue_s)
+        self.metrics.stage_seconds.labels("infer").observe(result.infer_s)
+        total = time.monotonic() - run.job.accepted_at
+        times = StageTimes(
+            fetch=run.times.get("fetch"),
+            decode=run.times.get("decode"),
+            queue=result.queue_s,
+            infer=result.infer_s,
+            total=total,
+        )
+        verdict = build_verdict(
+            event=run.job.event,
+            source=run.source,
+            video=run.video,
+            result=result,
+            model=self.model,
+            worker=self.worker,
+            times=times,
+            settings=self.settings,
+        )
+        self.metrics.stage_seconds.labels("total").observe(total)
+        _settle(run.future, Outcome(run.job, verdict=verdict, video=run.video))
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _reject(self, run: _Run, error: SkyraError) -> None:
+        log.info("rejected", code=error.code.value, reason=error.message)
+        _settle(run.future, Outcome(run.job, error=error, video=run.video))
+
+    def _ended(self, run: _Run, future: concurrent.futures.Future[Outcome]) -> None:
+        with self._lock:
+            self._runs.discard(run)
+        if not future.cancelled():
+            return
+        with run.lock:
+            engine_future = run.engine_future
+        if engine_future is not None:
+            engine_future.cancel()  # aborts the request inside the engine
+
+    def _check_size(self, size: int, what: str) -> None:
+        if size > self.settings.max_object_bytes:
+            raise SkyraError(
+                ErrorCode.OBJECT_TOO_LARGE,
+                f"{what} is {size} bytes, the limit is {self.settings.max_object_bytes}",
+            )
+
+    def _time(self, run: _Run, stage: str, started: float) -> None:
+        run.times[stage] = elapsed = time.monotonic() - started
+        self.metrics.stage_seconds.labels(stage).observe(elapsed)
+
+    def _engine_gauges(self) -> None:
+        n = self.engine.in_flight
+        self.metrics.engine_in_flight.set(n)
+        self.metrics.engine_occupancy.set(min(1.0, n / self.settings.max_num_seqs))
+
+
+def _settle(future: concurrent.futures.Future[Outcome], value: Outcome | BaseException) -> None:
+    """Resolve once; a job cancelled meanwhile keeps its cancellation."""
+    try:
+        if isinstance(value, BaseException):
+            future.set_exception(value)
+        else:
+            future.set_result(value)
+    except concurrent.futures.InvalidStateError:
+        pass
+
+
+def _raise(exc: BaseException) -> None:
+    raise exc

@@ -1,0 +1,116 @@
+"""Process wiring of `skyra-stream worker` and `skyra-stream serve`, written once.
+
+    metrics, health ─► engine ─► Analysis ─┬─► AnalyzeService ─► HTTP app (API, when on)
+                                           └─► Pipeline ─► OutcomePublisher     (worker)
+                                                  ▲
+                                             IngestWorker (the Kafka consumer)
+    HTTP server: /healthz, /readyz, /metrics always
+
+Both commands are this one function: the worker adds the Kafka consumer and publisher, the
+API server leaves them out. One signal handler decides how the process stops; the order is
+always the same: stop taking work, let the consumer drain and commit, let running HTTP
+requests finish, then close the analysis pools and, last, the engine that everything above
+was using.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from types import FrameType
+
+import structlog
+
+from skyra_stream.analysis import Analysis
+from skyra_stream.api.app import create_app
+from skyra_stream.api.http_server import HttpServer
+from skyra_stream.api.service import AnalyzeService
+from skyra_stream.consumers.worker import IngestWorker
+from skyra_stream.health import HealthState
+from skyra_stream.inference import Engine
+from skyra_stream.metrics import Metrics
+from skyra_stream.pipeline import Pipeline
+from skyra_stream.producers.outcomes import OutcomePublisher
+from skyra_stream.settings import Settings
+from skyra_stream.testing import FakeEngine
+
+log = structlog.get_logger(__name__)
+
+EXIT_OK = 0
+EXIT_FATAL = 1
+
+
+def build_engine(settings: Settings) -> Engine:
+    """The engine SKYRA_ENGINE names; vLLM is imported only when it is the one."""
+    if settings.engine == "fake":
+        return FakeEngine.from_settings(settings)
+    from skyra_stream.engine import VerdictEngine  # noqa: PLC0415 - vLLM and torch, ~10 s
+
+    return VerdictEngine(settings)
+
+
+def run(settings: Settings, *, kafka: bool) -> int:
+    """Run until SIGTERM/SIGINT (exit 0 after draining) or a fatal error (exit 1).
+
+    `kafka=True` is the worker (the API too with SKYRA_API_ENABLED); `kafka=False` is the
+    API server alone."""
+    metrics = Metrics()
+    health = HealthState()
+    engine = build_engine(settings)
+    analysis = Analysis(settings, engine, metrics=metrics)
+    api = settings.api_enabled or not kafka
+    service = AnalyzeService(analysis) if api else None
+    stopping = threading.Event()
+    health.ready_when("engine", lambda: engine.ready)
+    if not kafka:  # the worker's own readiness says when it stops taking work
+        health.ready_when("not_stopping", lambda: not stopping.is_set())
+    server = HttpServer(
+        create_app(settings, health, metrics, service, api=api),
+        settings.http_host,
+        settings.http_port,
+        graceful_timeout_s=settings.api_timeout_s,
+    ).start()
+    log.info("http_listening", host=settings.http_host, port=server.port, api=api)
+    worker: IngestWorker | None = None
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal", signal=signal.Signals(signum).name)
+        stopping.set()
+        if worker is not None:
+            worker.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    publisher: OutcomePublisher | None = None
+    code = EXIT_OK
+    try:
+        engine.start()
+        if not kafka:
+            log.info("serving")
+            while not stopping.wait(1.0):
+                if engine.dead is not None:
+                    log.error("engine_dead", error=repr(engine.dead))
+                    code = EXIT_FATAL
+                    break
+        elif not stopping.is_set():
+            publisher = OutcomePublisher(settings)
+            pipeline = Pipeline(settings, analysis, publisher)
+            worker = IngestWorker(
+                settings, pipeline, flush=publisher.flush, metrics=metrics, health=health
+            )
+            if stopping.is_set():  # the signal came while the consumer was being built
+                worker.stop()
+            code = worker.run()
+    except Exception:
+        log.exception("crashed")
+        code = EXIT_FATAL
+    finally:
+        if publisher is not None:
+            publisher.close()
+        server.close(timeout_s=settings.api_timeout_s + 5)  # API callers finish first
+        analysis.close()
+        engine.close()
+        log.info("exit", code=code)
+        sys.stderr.flush()
+    return code

@@ -1,0 +1,371 @@
+"""The worker's logic with fakes: the pipeline (events, duplicates, acknowledgements, fatal
+paths) and the consumer loop (offsets across rebalances and generations, backpressure,
+drain, commit failures), driven one turn at a time. Real videos on local disk; the engine,
+the sink and the consumer are the package's own stand-ins. No sleeps: every wait is on a
+condition, and work stays in flight exactly as long as a test holds the fake engine."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from skyra_stream.analysis import Analysis
+from skyra_stream.consumers.testing import ScriptedConsumer
+from skyra_stream.consumers.worker import EXIT_FATAL, EXIT_OK, IngestWorker
+from skyra_stream.errors import ErrorCode
+from skyra_stream.fetch import FetchedObject, ObjectFetcher
+from skyra_stream.messages import DeadLetter, KafkaPosition, Verdict
+from skyra_stream.pipeline import Inbound, Pipeline, Published
+from skyra_stream.samples import VideoSpec, write_video
+from skyra_stream.settings import Settings
+from skyra_stream.testing import FakeEngine, RecordingSink
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("logic-clips")
+    for i in range(4):
+        write_video(folder / f"v{i}.mp4", VideoSpec(width=128, height=96, frames=20, seed=i))
+    return folder
+
+
+class LocalBucket(ObjectFetcher):
+    """s3://bucket/key read from a local folder: S3 notifications without an S3 server.
+    (The S3 client itself is proved against moto in test_fetch.py.)"""
+
+    def __init__(self, settings: Settings, folder: Path) -> None:
+        super().__init__(settings)
+        self.folder = folder
+
+    def fetch(
+        self, uri: str, *, version_id: str | None = None, expected_size: int | None = None
+    ) -> FetchedObject:
+        if uri.startswith("s3://"):
+            uri = (self.folder / uri.rsplit("/", 1)[-1]).as_uri()
+        return super().fetch(uri, version_id=version_id, expected_size=expected_size)
+
+
+def make_settings(root: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "local_roots": [str(root)],
+        "engine": "fake",
+        "ingest_topic": "ingest",
+        "fetch_concurrency": 2,
+        "decode_concurrency": 2,
+        "max_in_flight": 8,
+        "pipeline_window": 8,
+        "kafka_commit_interval_s": 0.001,
+        "shutdown_timeout_s": 30,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+class Rig:
+    """A pipeline on a fake engine and a recording sink, with a scripted consumer."""
+
+    def __init__(self, root: Path, **overrides: Any) -> None:
+        self.root = root
+        self.settings = make_settings(root, **overrides)
+        self.engine = FakeEngine().start()
+        self.sink: RecordingSink[Published] = RecordingSink()
+        self.fatal: list[BaseException] = []
+        self.analysis = Analysis(
+            self.settings, self.engine, fetcher=LocalBucket(self.settings, root)
+        )
+        self.pipeline = Pipeline(
+            self.settings, self.analysis, self.sink, on_fatal=self.fatal.append
+        )
+        self.consumer = ScriptedConsumer("ingest", partitions=3)
+        self.worker = IngestWorker(self.settings, self.pipeline, consumer=self.consumer)  # type: ignore[arg-type]
+
+    def event(self, event_id: str, clip: int = 0, partition: int = 0) -> int:
+        doc = {
+            "event_id": event_id,
+            "video_id": f"video-{event_id}",
+            "uri": (self.root / f"v{clip}.mp4").as_uri(),
+        }
+        return self.consumer.produce(json.dumps(doc).encode(), partition)
+
+    def turn_until(self, check: Callable[[], bool], turns: int = 20_000) -> None:
+        for _ in range(turns):
+            if check():
+                return
+            code = self.worker.step(poll_timeout_ms=1)
+            assert code is None, f"the worker ended with {code}"
+        raise AssertionError("condition not reached")
+
+    def outcomes(self) -> tuple[list[Verdict], list[DeadLetter]]:
+        published = list(self.sink.published)
+        return (
+            [p for p in published if isinstance(p, Verdict)],
+            [p for p in published if isinstance(p, DeadLetter)],
+        )
+
+    def committed(self) -> dict[int, int]:
+        return {tp.partition: o for tp, o in self.consumer.committed.items()}
+
+    def close(self) -> None:
+        self.pipeline.close()
+        self.engine.close()
+
+
+@pytest.fixture
+def rig(root: Path) -> Iterator[Rig]:
+    r = Rig(root)
+    r.worker.subscribe()
+    yield r
+    r.close()
+
+
+# -- the pipeline -----------------------------------------------------------------------
+
+
+def submit(rig: Rig, raw: bytes, done: list[Inbound], offset: int = 0) -> None:
+    position = KafkaPosition(topic="ingest", partition=0, offset=offset)
+    rig.pipeline.submit(Inbound(raw, position), done.append)
+
+
+def wait_done(rig: Rig, done: list[Inbound], n: int) -> None:
+    rig.turn_until(lambda: len(done) >= n)
+
+
+def test_a_message_is_done_only_after_every_outcome_is_acknowledged(rig: Rig) -> None:
+    rig.sink.auto_ack = False
+    done: list[Inbound] = []
+    notification = {
+        "Records": [
+            {
+                "eventName": "ObjectCreated:Put",
+                "s3": {"bucket": {"name": "uploads"}, "object": {"key": f"v{i}.mp4"}},
+            }
+            for i in range(2)
+        ]
+    }
+    submit(rig, json.dumps(notification).encode(), done)
+    rig.turn_until(lambda: len(rig.sink.published) == 2)
+    assert done == []  # published, not yet acknowledged
+    assert rig.pipeline.in_flight == 1
+    assert rig.sink.ack() == 2
+    assert len(done) == 1
+    assert rig.pipeline.in_flight == 0
+    verdicts, dead = rig.outcomes()
+    assert len(verdicts) == 2
+    assert dead == []
+
+
+def test_an_event_id_in_flight_is_joined_not_analysed_twice(rig: Rig) -> None:
+    rig.engine.hold()
+    done: list[Inbound] = []
+    raw = json.dumps({"event_id": "dup", "video_id": "v", "uri": (rig.root / "v1.mp4").as_uri()})
+    submit(rig, raw.encode(), done, offset=0)
+    rig.engine.wait_in_flight(1)
+    submit(rig, raw.encode(), done, offset=1)
+    rig.engine.release()
+    wait_done(rig, done, 2)
+    assert [r.request_id for r in rig.engine.submitted] == ["dup"]
+    verdicts, _ = rig.outcomes()
+    assert [v.event_id for v in verdicts] == ["dup"]
+    assert rig.pipeline.metrics.duplicates._value.get() == 1
+
+
+def test_bad_messages_are_dead_letters_with_their_position(rig: Rig) -> None:
+    done: list[Inbound] = []
+    submit(rig, b"\xff\xfe not json", done, offset=7)
+    missing = {"event_id": "m", "video_id": "v", "uri": (rig.root / "nope.mp4").as_uri()}
+    submit(rig, json.dumps(missing).encode(), done, offset=8)
+    wait_done(rig, done, 2)
+    _, dead = rig.outcomes()
+    by_id = {d.event_id: d for d in dead}
+    assert by_id["kafka:ingest:0:7"].reason.code is ErrorCode.INVALID_EVENT
+    assert by_id["kafka:ingest:0:7"].raw_encoding == "base64"
+    assert by_id["m"].reason.code is ErrorCode.OBJECT_NOT_FOUND
+    assert rig.engine.submitted == []
+
+
+def test_an_engine_refusal_is_a_dead_letter_and_the_next_event_goes_on(root: Path) -> None:
+    r = Rig(root)
+    r.engine.fail = lambda req: "refused" if req.request_id == "bad" else None
+    try:
+        done: list[Inbound] = []
+        for i, eid in enumerate(["bad", "good"]):
+            raw = {"event_id": eid, "video_id": eid, "uri": (root / "v0.mp4").as_uri()}
+            submit(r, json.dumps(raw).encode(), done, offset=i)
+        wait_done(r, done, 2)
+        verdicts, dead = r.outcomes()
+        assert [d.reason.code for d in dead] == [ErrorCode.ENGINE_FAILED]
+        assert [v.event_id for v in verdicts] == ["good"]
+        assert r.fatal == []
+    finally:
+        r.close()
+
+
+def test_engine_death_and_publish_failure_are_fatal_and_finish_nothing(rig: Rig) -> None:
+    rig.engine.hold()
+    done: list[Inbound] = []
+    raw = {"event_id": "x", "video_id": "x", "uri": (rig.root / "v0.mp4").as_uri()}
+    submit(rig, json.dumps(raw).encode(), done)
+    rig.engine.wait_in_flight(1)
+    rig.engine.kill()
+    assert rig.pipeline.failed is not None
+    assert done == []
+    assert rig.sink.published == []  # no dead letter blames the input
+
+    other = Rig(rig.root)
+    other.sink.fail_with = RuntimeError("broker gone")
+    try:
+        submit(other, json.dumps(raw).encode(), done)
+        for _ in range(10_000):
+            if other.fatal:
+                break
+            other.consumer.poll(timeout_ms=1)
+        assert [repr(e) for e in other.fatal] == [repr(RuntimeError("broker gone"))]
+        assert done == []
+    finally:
+        other.close()
+
+
+# -- the consumer loop ------------------------------------------------------------------
+
+
+def test_offsets_are_committed_only_below_the_oldest_unfinished(rig: Rig) -> None:
+    rig.turn_until(lambda: bool(rig.worker.assignment))
+    rig.engine.hold()
+    for i in range(4):
+        rig.event(f"o{i}")
+    rig.turn_until(lambda: rig.engine.in_flight == 4)
+    assert rig.committed().get(0, 0) == 0
+    # Every answer but offset 0's: offsets 1-3 finish, 0 does not.
+    assert rig.engine.release(where=lambda req: req.request_id != "o0") == 3
+    rig.turn_until(lambda: len(rig.sink.published) == 3)
+    for _ in range(5):
+        rig.worker.step(poll_timeout_ms=1)
+    assert rig.committed().get(0, 0) == 0  # offset 0 still running: nothing past it is safe
+    rig.engine.release()
+    rig.turn_until(lambda: rig.committed().get(0) == 4)
+
+
+def test_backpressure_pauses_at_the_window_and_resumes_below_it(root: Path) -> None:
+    r = Rig(root, pipeline_window=3)
+    r.worker.subscribe()
+    try:
+        r.turn_until(lambda: bool(r.worker.assignment))
+        r.engine.hold()
+        for i in range(9):
+            r.event(f"b{i}", clip=i % 4, partition=i % 3)
+        r.turn_until(lambda: r.consumer.paused() != set())
+        assert r.pipeline.in_flight == 3
+        for _ in range(20):
+            r.worker.step(poll_timeout_ms=1)
+        assert r.pipeline.in_flight == 3  # paused: nothing more is read
+        r.engine.release()
+        r.turn_until(lambda: sum(r.committed().values()) == 9)
+        assert r.consumer.paused() == set()
+        assert len(r.outcomes()[0]) == 9
+    finally:
+        r.close()
+
+
+def test_a_revoked_partitions_late_results_are_not_committed_by_the_old_owner(
+    rig: Rig,
+) -> None:
+    rig.turn_until(lambda: bool(rig.worker.assignment))
+    rig.engine.hold()
+    rig.event("p0-a", partition=0)
+    rig.event("p1-a", partition=1)
+    rig.turn_until(lambda: rig.engine.in_flight == 2)
+    rig.consumer.rebalance([1, 2])  # partition 0 moves to another worker
+    rig.turn_until(lambda: rig.worker.assignment == {rig.consumer.tp(1), rig.consumer.tp(2)})
+    rig.engine.release()
+    rig.turn_until(lambda: rig.committed().get(1) == 1)
+    for _ in range(10):
+        rig.worker.step(poll_timeout_ms=1)
+    # p0-a's verdict was published (a duplicate for the new owner at worst), but this
+    # worker no longer owns partition 0 and never commits past it.
+    assert "p0-a" in {v.event_id for v in rig.outcomes()[0]}
+    assert rig.committed().get(0, 0) == 0
+
+
+def test_a_partition_given_back_resumes_from_its_committed_offset(rig: Rig) -> None:
+    rig.turn_until(lambda: bool(rig.worker.assignment))
+    rig.event("g0", partition=2)
+    rig.turn_until(lambda: rig.committed().get(2) == 1)
+    rig.engine.hold()
+    rig.event("g1", partition=2)
+    rig.turn_until(lambda: rig.engine.in_flight == 1)
+    rig.consumer.rebalance([0, 1])
+    rig.turn_until(lambda: rig.consumer.tp(2) not in rig.worker.assignment)
+    rig.consumer.rebalance([0, 1, 2])  # ... and back: a new generation
+    rig.turn_until(lambda: rig.consumer.tp(2) in rig.worker.assignment)
+    rig.engine.release()
+    # g1 is read again from offset 1 (joined to the copy still in flight or analysed
+    # again), and the partition ends committed at its end.
+    rig.turn_until(lambda: rig.committed().get(2) == 2)
+    assert {v.event_id for v in rig.outcomes()[0]} >= {"g0", "g1"}
+
+
+def test_sigterm_drains_what_is_in_flight_then_commits_and_exits_0(root: Path) -> None:
+    r = Rig(root)
+    r.engine.latency_s = 0.02
+    r.worker.subscribe()
+    try:
+        r.turn_until(lambda: bool(r.worker.assignment))
+        for i in range(6):
+            r.event(f"t{i}", clip=i % 4, partition=i % 3)
+        r.turn_until(lambda: r.pipeline.in_flight == 6)
+        r.worker.stop()
+        assert r.worker.step() == EXIT_OK
+        assert r.pipeline.in_flight == 0
+        assert sum(r.committed().values()) == 6
+        assert r.consumer.closed
+    finally:
+        r.close()
+
+
+def test_sigterm_past_the_drain_limit_leaves_the_rest_uncommitted(root: Path) -> None:
+    r = Rig(root, shutdown_timeout_s=0.2)
+    r.worker.subscribe()
+    try:
+        r.turn_until(lambda: bool(r.worker.assignment))
+        r.event("quick", partition=0)
+        r.turn_until(lambda: r.committed().get(0) == 1)
+        r.engine.hold()
+        r.event("stuck", partition=0)
+        r.turn_until(lambda: r.engine.in_flight == 1)
+        r.worker.stop()
+        assert r.worker.step() == EXIT_OK
+        assert r.committed() == {0: 1}  # "stuck" is redelivered to the next owner
+    finally:
+        r.close()
+
+
+def test_a_dead_engine_ends_the_loop_with_1_committing_only_what_finished(rig: Rig) -> None:
+    rig.turn_until(lambda: bool(rig.worker.assignment))
+    rig.event("fine", partition=0)
+    rig.turn_until(lambda: rig.committed().get(0) == 1)
+    rig.engine.hold()
+    rig.event("lost", partition=0)
+    rig.turn_until(lambda: rig.engine.in_flight == 1)
+    rig.engine.kill()
+    code = None
+    for _ in range(100):
+        code = rig.worker.step(poll_timeout_ms=1)
+        if code is not None:
+            break
+    assert code == EXIT_FATAL
+    assert rig.committed() == {0: 1}
+    assert rig.consumer.closed
+    assert [o.event_id for o in rig.sink.published] == ["fine"]
+
+
+def test_a_failed_commit_is_retried_and_nothing_is_lost(rig: Rig) -> None:
+    rig.turn_until(lambda: bool(rig.worker.assignment))
+    rig.consumer.fail_commits = 2
+    for i in range(3):
+        rig.event(f"c{i}", partition=1)
+    rig.turn_until(lambda: rig.committed().get(1) == 3)
+    assert rig.consumer.fail_commits == 0
