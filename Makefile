@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.skyra-setup
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help setup demo test test-all chaos soak lint bench bench-frames bench-engine bench-guided bench-decode bench-worker bench-api schemas clean
+.PHONY: help setup demo test test-fast test-all chaos soak lint bench bench-frames bench-engine bench-guided bench-decode bench-worker bench-api bench-analyze schemas clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -28,6 +28,12 @@ demo: setup  ## the main job on an embedded default: broker, S3, worker, live ve
 test: setup  ## the test suite CI runs (real vLLM, broker and S3 on loopback; no GPU)
 	$(VENV)/bin/pytest -m "not slow" $(PYTEST_ARGS)
 
+# The modules left out import vLLM at collection time and are all real-stack tests.
+FAST_IGNORE := --ignore=tests/test_engine.py --ignore=tests/test_api.py --ignore=tests/test_worker.py
+
+test-fast: setup  ## the logic with fakes: no vLLM, broker or S3 server (under a minute)
+	$(VENV)/bin/pytest -m "not stack and not slow and not subprocess and not fuzz" $(FAST_IGNORE) $(PYTEST_ARGS)
+
 test-all: setup  ## every test, the long campaigns included
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
@@ -42,7 +48,7 @@ lint: setup  ## ruff and mypy
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-bench: bench-frames bench-engine bench-guided bench-decode bench-worker bench-api  ## every benchmark
+bench: bench-frames bench-engine bench-guided bench-decode bench-worker bench-api bench-analyze  ## every benchmark
 
 bench-frames: setup  ## frame sampler against decode-everything (last line: ratios)
 	$(PY) -m benchmarks.frames
@@ -61,6 +67,9 @@ bench-worker: setup  ## end-to-end worker vs engine alone; peak RSS with a 5,000
 
 bench-api: setup  ## one API video against a backlog: no priority vs admission window vs vLLM priority (last line: ratios)
 	$(PY) -m benchmarks.api_priority
+
+bench-analyze: setup  ## peak RSS of `analyze` over 400 clips vs 20 (BENCH_ARGS="--engine vllm": with vLLM)
+	$(PY) -m benchmarks.analyze_memory $(BENCH_ARGS)
 
 schemas: setup  ## regenerate schemas/ from the pydantic models
 	$(VENV)/bin/skyra-stream schema --write schemas --openapi docs/openapi.json

@@ -40,7 +40,7 @@ from skyra_stream.errors import (
 from skyra_stream.fetch import FetchedObject, ObjectFetcher
 from skyra_stream.frames import SampledVideo, sample_video
 from skyra_stream.images import ImageSource, frames_from_images
-from skyra_stream.inference import Engine, EngineRequest, EngineResult, model_name
+from skyra_stream.inference import Engine, EngineRequest, EngineResult, model_name, settle
 from skyra_stream.messages import IngestEvent, ModelInfo, Source, Verdict
 from skyra_stream.metrics import Metrics
 from skyra_stream.settings import Settings
@@ -219,7 +219,7 @@ class Analysis:
             try:
                 stage(run)
             except ServiceError as exc:
-                _settle(run.future, exc)
+                settle(run.future, exc)
             except SkyraError as exc:
                 self._reject(run, exc)
             except Exception as exc:
@@ -323,13 +323,13 @@ class Analysis:
             settings=self.settings,
         )
         self.metrics.stage_seconds.labels("total").observe(total)
-        _settle(run.future, Outcome(run.job, verdict=verdict, video=run.video))
+        settle(run.future, Outcome(run.job, verdict=verdict, video=run.video))
 
     # -- helpers ----------------------------------------------------------------------------
 
     def _reject(self, run: _Run, error: SkyraError) -> None:
         log.info("rejected", code=error.code.value, reason=error.message)
-        _settle(run.future, Outcome(run.job, error=error, video=run.video))
+        settle(run.future, Outcome(run.job, error=error, video=run.video))
 
     def _ended(self, run: _Run, future: concurrent.futures.Future[Outcome]) -> None:
         with self._lock:
@@ -356,17 +356,6 @@ class Analysis:
         n = self.engine.in_flight
         self.metrics.engine_in_flight.set(n)
         self.metrics.engine_occupancy.set(min(1.0, n / self.settings.max_num_seqs))
-
-
-def _settle(future: concurrent.futures.Future[Outcome], value: Outcome | BaseException) -> None:
-    """Resolve once; a job cancelled meanwhile keeps its cancellation."""
-    try:
-        if isinstance(value, BaseException):
-            future.set_exception(value)
-        else:
-            future.set_result(value)
-    except concurrent.futures.InvalidStateError:
-        pass
 
 
 def _raise(exc: BaseException) -> None:

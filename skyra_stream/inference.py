@@ -12,7 +12,7 @@ import concurrent.futures
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -28,7 +28,10 @@ __all__ = [
     "EngineRequestError",
     "EngineResult",
     "model_name",
+    "settle",
 ]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,3 +94,14 @@ def model_name(settings: Settings) -> str:
     if settings.served_model_name:
         return settings.served_model_name
     return Path(settings.model_path).name if settings.model_path else "skyra"
+
+
+def settle(future: concurrent.futures.Future[T], value: T | BaseException) -> None:
+    """Resolve a future once; one its caller cancelled meanwhile keeps its cancellation."""
+    try:
+        if isinstance(value, BaseException):
+            future.set_exception(value)
+        else:
+            future.set_result(value)
+    except concurrent.futures.InvalidStateError:
+        pass

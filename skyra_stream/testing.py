@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Generic, TypeVar
 
 from skyra_stream.errors import EngineDeadError, EngineRequestError
-from skyra_stream.inference import FAKE_MODEL_NAME, EngineRequest, EngineResult
+from skyra_stream.inference import FAKE_MODEL_NAME, EngineRequest, EngineResult, settle
 from skyra_stream.settings import Settings
 
 __all__ = ["FAKE_MODEL_NAME", "FakeEngine", "RecordingSink", "fake_answer"]
@@ -195,7 +195,7 @@ class FakeEngine:
             queued, self._queue = self._queue, []
             self._cond.notify_all()
         for pending in queued:
-            _set(pending.future, EngineDeadError(reason))
+            settle(pending.future, EngineDeadError(reason))
 
     # -- the answering thread ---------------------------------------------------------------
 
@@ -229,7 +229,7 @@ class FakeEngine:
         request = pending.request
         message = self.fail(request) if self.fail is not None else None
         if message is not None:
-            _set(pending.future, EngineRequestError(message))
+            settle(pending.future, EngineRequestError(message))
             return
         text, p_fake = self.answer(request)
         now = time.monotonic()
@@ -244,7 +244,7 @@ class FakeEngine:
             infer_s=now - pending.submitted,
         )
         self.answered += 1
-        _set(pending.future, result)
+        settle(pending.future, result)
 
     def _forget(self, pending: _Pending) -> None:
         with self._cond:
@@ -252,16 +252,6 @@ class FakeEngine:
                 self._queue.remove(pending)
             self.cancelled += 1
             self._cond.notify_all()
-
-
-def _set(future: concurrent.futures.Future[T], value: T | BaseException) -> None:
-    try:
-        if isinstance(value, BaseException):
-            future.set_exception(value)
-        else:
-            future.set_result(value)
-    except concurrent.futures.InvalidStateError:  # cancelled by its caller meanwhile
-        pass
 
 
 @dataclass

@@ -10,6 +10,19 @@ from moto.server import ThreadedMotoServer
 
 from skyra_stream.devstack.faulty_proxy import FaultyProxy
 
+# Fixtures that start a piece of the real stack; a test that uses any of them (directly or
+# through another fixture) is marked `stack`, and `make test-fast` leaves it out.
+STACK_FIXTURES = frozenset(
+    {"moto_server", "s3_proxy", "s3_admin", "tiny_model", "engine", "stack", "api"}
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if STACK_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.stack)
+
+
 # Credentials for the loopback S3 endpoint only; set before any client is made.
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")

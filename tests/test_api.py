@@ -587,29 +587,23 @@ def test_api_call_overtakes_a_200_event_kafka_backlog(
         broker.stop()
 
 
-def test_serve_runs_the_api_alone_and_stops_cleanly(
-    tiny_model: Path, clips: dict[str, Path], tmp_path: Path
-) -> None:
+def test_serve_runs_the_api_alone_and_stops_cleanly(clips: dict[str, Path], tmp_path: Path) -> None:
+    # The process wiring of `serve` (the same runtime.run as the worker, without Kafka), on
+    # the fake engine; the API on the real engine is every other test of this module.
     from skyra_stream.devstack.processes import ChildProcess
 
     server = ChildProcess(
         "serve",
         tmp_path / "serve.log",
-        {
-            "model_path": tiny_model,
-            "http_host": "127.0.0.1",
-            "max_tokens": 12,
-            "kv_cache_bytes": 128 << 20,
-            "mm_max_pixels": 160 * 28 * 28,
-            "max_num_seqs": 4,
-            "max_in_flight": 4,
-            "log_format": "json",
-        },
+        {"engine": "fake", "http_host": "127.0.0.1", "log_format": "json"},
     )
     try:
-        server.wait_ready(300)
+        server.wait_ready(60)
         with httpx.Client(base_url=f"http://127.0.0.1:{server.http_port}", timeout=120) as c:
-            _verdict(c.post("/v1/analyze", files={"file": ("a.mp4", clips["a"].read_bytes())}))
+            verdict = _verdict(
+                c.post("/v1/analyze", files={"file": ("a.mp4", clips["a"].read_bytes())})
+            )
+            assert verdict.model.name == "fake-engine"
             assert c.get("/openapi.json").json()["paths"].keys() >= {
                 "/v1/analyze",
                 "/v1/analyze_batch",

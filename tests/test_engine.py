@@ -124,6 +124,9 @@ def test_mismatched_frames_and_timestamps_fail_the_request(engine: VerdictEngine
         engine.submit(bad).result(timeout=60)
 
 
+# A second engine each (about a minute on 2 cores): in `make test-all`. The worker's test of a
+# real engine death (tests/test_worker.py) runs on every `make test`.
+@pytest.mark.slow
 def test_offline_mode_gives_the_same_greedy_answers(
     engine: VerdictEngine, tiny_model: Path
 ) -> None:
@@ -152,6 +155,7 @@ def _children() -> list[psutil.Process]:
     return [p for p in psutil.Process().children(recursive=True) if p.is_running()]
 
 
+@pytest.mark.slow
 def test_dead_engine_surfaces_as_engine_dead_and_shutdown_leaves_no_process(
     tiny_model: Path, engine: VerdictEngine
 ) -> None:

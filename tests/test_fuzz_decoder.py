@@ -21,6 +21,8 @@ SEEDS = {
     "h264.ts": VideoSpec(frames=30),
     "anim.gif": VideoSpec(codec="gif", pix_fmt="rgb8", fps=10, frames=10),
 }
+pytestmark = pytest.mark.fuzz
+
 CASES_PER_SEED = 40
 LIMITS = DecodeLimits(timeout_s=5.0, max_pixels=1920 * 1080)
 

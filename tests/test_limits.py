@@ -21,6 +21,8 @@ import pytest
 from skyra_stream.samples import VideoSpec, write_video
 
 MiB = 1 << 20
+pytestmark = pytest.mark.subprocess
+
 BUCKET = "limits"
 
 # Runs in the child. The input is prepared first (and counted in the baseline), then the

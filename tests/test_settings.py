@@ -53,6 +53,7 @@ def test_sasl_needs_credentials() -> None:
     assert "hunter2-secret" not in repr(ok)  # secrets stay out of logs
 
 
+@pytest.mark.subprocess
 def test_invalid_configuration_fails_at_start_naming_the_variable() -> None:
     env = {**os.environ, "SKYRA_MAX_NUM_SEQS": "lots", "SKYRA_HTTP_PORT": "99999"}
     proc = subprocess.run(
@@ -73,6 +74,7 @@ def test_api_tokens_from_env_and_file(monkeypatch: pytest.MonkeyPatch, tmp_path:
     assert "t1" not in repr(settings)
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("command", ["serve", "worker"])
 def test_api_on_a_public_address_needs_tokens(command: str, tmp_path: Path) -> None:
     env = {
