@@ -85,6 +85,7 @@ TEST_WORKER_SETTINGS: dict[str, object] = {
     "pipeline_window": 12,
     "kafka_session_timeout_ms": 10000,
     "log_format": "json",
+    "enforce_eager": True,  # see tests/conftest.py engine_settings
 }
 
 

@@ -142,6 +142,10 @@ def _worker(bootstrap: str, s3_url: str, model: Path, log_path: Path) -> ChildPr
             "guided_max_text_chars": 20,
             "kv_cache_bytes": 256 << 20,
             "mm_max_pixels": 160 * 28 * 28,
+            # torch.compile buys a 4 MB model nothing on a CPU and costs ~25 s of start.
+            "enforce_eager": True,
+            # One worker on loopback: the first group join need not wait out a long session.
+            "kafka_session_timeout_ms": 6000,
         }
         settings |= {k: v for k, v in tiny.items() if f"SKYRA_{k.upper()}" not in os.environ}
     return ChildProcess("worker", log_path, settings)
