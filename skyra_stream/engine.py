@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import subprocess
 import threading
 import time
 import uuid
@@ -47,6 +48,7 @@ from skyra_stream.inference import (
     model_name,
 )
 from skyra_stream.prompt import IMAGE_PLACEHOLDER, NUM_FRAMES, render_prompt
+from skyra_stream.reaper import start_reaper
 from skyra_stream.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -203,6 +205,7 @@ class VerdictEngine:
         self.aborted = 0  # vLLM requests aborted because their caller went away
         self._params = sampling_params(settings)
         self._started = False
+        self._reaper: subprocess.Popen[bytes] | None = None
         self.max_model_len: int | None = None
 
     # lifecycle
@@ -211,6 +214,8 @@ class VerdictEngine:
         """Load the model (about a minute for the tiny model on a CPU); idempotent."""
         if self._started:
             return self
+        # vLLM's engine processes outlive a killed parent; the reaper ends them with it.
+        self._reaper = start_reaper()
         self._thread.start()
         future = asyncio.run_coroutine_threadsafe(self._start(), self._loop)
         future.result(timeout=self.settings.engine_start_timeout_s)
@@ -243,6 +248,10 @@ class VerdictEngine:
             log.warning("engine_shutdown_error", exc_info=True)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=30)
+        if self._reaper is not None:  # shut down cleanly: nothing left to watch over
+            self._reaper.terminate()
+            self._reaper.wait(timeout=10)
+            self._reaper = None
 
     async def _shutdown(self) -> None:
         # On the loop thread, so vLLM's output handler tasks end inside their own loop.

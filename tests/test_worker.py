@@ -5,6 +5,8 @@ behind a fault-injecting proxy), the real vLLM engine on the CPU with the tiny m
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import time
 import urllib.request
@@ -445,3 +447,24 @@ def test_dead_engine_stops_the_worker_without_committing_unfinished_work(
     committed, _ = committed_vs_end(stack.broker.bootstrap, topics["ingest"], topics["group"])
     assert committed == committed_before  # left for a healthy worker to redeliver
     assert not [p for p in engine_procs if p.is_running() and p.status() != "zombie"]
+
+
+def test_sigkill_of_the_worker_alone_leaves_no_engine_process(stack: Stack) -> None:
+    # `kill -9 <worker pid>` (not its group), as the OOM killer or an operator does: vLLM's
+    # engine processes must not outlive it (skyra_stream.reaper ends them).
+    topics = stack.topics("orphans")
+    worker = Worker(stack, topics, "orphans")
+    try:
+        worker.wait_ready()
+        tree = psutil.Process(worker.pid).children(recursive=True)
+        assert len(tree) >= 2, "vLLM's engine core and its worker, and the reaper"
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(30)
+        deadline = time.monotonic() + 10
+        alive = tree
+        while alive and time.monotonic() < deadline:
+            alive = [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+            time.sleep(0.2)
+        assert alive == [], [p.name() for p in alive]
+    finally:
+        worker.kill()
