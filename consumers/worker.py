@@ -83,7 +83,8 @@ class IngestWorker:
         self._offsets: dict[TopicPartition, PartitionOffsets] = {}
         self._generation: dict[TopicPartition, int] = {}
         self._stop = threading.Event()
-        self._paused = False
+        self._paused: set[TopicPartition] = set()
+        self._next_offset: dict[TopicPartition, int] = {}  # after the last record dispatched
         self._last_commit = 0.0
         self._last_lag = 0.0
         self.health.ready_when("partitions_assigned", lambda: bool(self._offsets))
@@ -145,6 +146,7 @@ class IngestWorker:
             generation = self._generation[tp]
             for record in batch:
                 offsets.started(record.offset)
+                self._next_offset[tp] = record.offset + 1
                 position = KafkaPosition(
                     topic=tp.topic, partition=tp.partition, offset=record.offset
                 )
@@ -204,17 +206,50 @@ class IngestWorker:
         )
 
     def _backpressure(self) -> None:
-        full = self.pipeline.in_flight >= self.pipeline.window
-        if full and not self._paused and self._offsets:
-            self.consumer.pause(*self._offsets)
-            self._paused = True
-            self.metrics.paused.set(1)
-            log.info("paused", in_flight=self.pipeline.in_flight)
-        elif not full and self._paused:
-            self.consumer.resume(*self.consumer.paused())
-            self._paused = False
-            self.metrics.paused.set(0)
-            log.info("resumed", in_flight=self.pipeline.in_flight)
+        """Pause what must not be read now; resume the rest.
+
+        A full window pauses every partition. Below it, a partition that already holds its
+        share of the window (window / partitions) is paused while another partition has
+        records waiting: the consumer hands out a partition's fetched records in one run, so
+        a hot partition would otherwise fill every free place and starve the rest. When the
+        others have nothing to read, the hot one may use the whole window."""
+        in_flight = self.pipeline.in_flight
+        assigned = set(self._offsets)
+        if in_flight >= self.pipeline.window:
+            wanted = assigned
+        else:
+            share = max(1, self.pipeline.window // max(1, len(assigned)))
+            waiting = {tp for tp in assigned if self._records_waiting(tp)}
+            wanted = {
+                tp for tp in assigned if len(self._offsets[tp].pending) >= share and waiting - {tp}
+            }
+        pause, resume = wanted - self._paused, self._paused - wanted
+        if pause:
+            self.consumer.pause(*pause)
+        if resume:
+            self.consumer.resume(*resume)
+        if pause or resume:
+            log.debug(
+                "backpressure",
+                in_flight=in_flight,
+                paused=sorted(f"{t.topic}[{t.partition}]" for t in wanted),
+            )
+        self._paused = wanted
+        self.metrics.paused.set(len(wanted))
+
+    def _records_waiting(self, tp: TopicPartition) -> bool:
+        """Whether the log holds records of `tp` this worker has not read (by the high
+        watermark of the last fetch; unknown counts as none)."""
+        high = self.consumer.highwater(tp)
+        if high is None:
+            return False
+        position = self._next_offset.get(tp)
+        if position is None:  # nothing read from it yet: where the consumer will start
+            try:
+                position = self.consumer.position(tp, timeout_ms=0)
+            except Exception:  # not known yet (offsets still being looked up)
+                return False
+        return position is not None and high > position
 
     def _update_lag(self) -> None:
         now = time.monotonic()
@@ -274,7 +309,7 @@ class IngestWorker:
 
     def revoked(self, partitions: Iterable[TopicPartition]) -> None:
         partitions = [tp for tp in partitions if tp in self._offsets]
-        self._drain_finished()
+        self._finish_before_revoke(partitions)
         try:
             self._commit(force=True, partitions=partitions)
         except Exception:
@@ -283,9 +318,48 @@ class IngestWorker:
             # Work still running for these offsets is dropped from bookkeeping; the new
             # owner reads them again (a duplicate verdict at worst, same event_id).
             del self._offsets[tp]
+            self._next_offset.pop(tp, None)
             self._generation[tp] = self._generation.get(tp, 0) + 1
-        self._paused = False
+        self._paused -= set(partitions)
         log.info("partitions_revoked", partitions=[f"{t.topic}[{t.partition}]" for t in partitions])
+
+    def _finish_before_revoke(self, partitions: list[TopicPartition]) -> None:
+        """Give the revoked partitions' work in flight up to `kafka_revoke_budget_s` to
+        finish, so that it is committed here instead of analysed again by the next owner.
+
+        This runs inside poll() while the group rebalances: the budget delays the rebalance
+        by at most that long (well inside the rebalance timeout, max.poll.interval.ms)."""
+        budget = self.settings.kafka_revoke_budget_s
+        deadline = time.monotonic() + budget
+
+        def unfinished() -> int:
+            return sum(len(self._offsets[tp].pending) for tp in partitions)
+
+        waiting = unfinished()
+        while True:
+            self._drain_finished()
+            left = unfinished()
+            if not left or self.pipeline.failed is not None:
+                break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:  # block until something finishes (or the budget ends), no busy wait
+                item = self._finished.get(timeout=min(remaining, 0.5))
+            except queue.Empty:
+                continue
+            self._finished.put(item)  # back for _drain_finished, which does the books
+        if waiting:
+            finished = waiting - unfinished()
+            self.metrics.revoke_finished.inc(finished)
+            self.metrics.revoke_abandoned.inc(waiting - finished)
+            log.info(
+                "revoke_budget",
+                in_flight=waiting,
+                finished=finished,
+                abandoned=waiting - finished,
+                budget_s=budget,
+            )
 
     def assigned(self, partitions: Iterable[TopicPartition]) -> None:
         for tp in partitions:

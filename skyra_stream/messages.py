@@ -119,11 +119,17 @@ class ModelInfo(_Message):
 
 
 class Timings(_Message):
-    fetch: float | None = None
-    decode: float | None = None
-    queue: float | None = None
-    infer: float | None = None
-    total: float | None = None
+    """Milliseconds per stage of the one analysis path, the same for every front door."""
+
+    fetch: float | None = Field(default=None, description="Download (null: nothing fetched).")
+    decode: float | None = Field(default=None, description="Sampling the 16 frames.")
+    queue: float | None = Field(default=None, description="Waiting for a place in the engine.")
+    infer: float | None = Field(default=None, description="Inside the engine.")
+    total: float | None = Field(
+        default=None,
+        description="From acceptance (the message read, the HTTP request admitted, the CLI "
+        "input started) to the finished verdict.",
+    )
 
 
 class WorkerInfo(_Message):

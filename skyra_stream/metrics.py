@@ -42,7 +42,19 @@ class Metrics:
             ["topic", "partition"],
             registry=r,
         )
-        self.paused = Gauge("skyra_partitions_paused", "1 while backpressure pauses", registry=r)
+        self.paused = Gauge(
+            "skyra_partitions_paused", "Partitions paused by backpressure", registry=r
+        )
+        self.revoke_finished = Counter(
+            "skyra_revoke_finished",
+            "Messages of revoked partitions finished and committed within the revoke budget",
+            registry=r,
+        )
+        self.revoke_abandoned = Counter(
+            "skyra_revoke_abandoned",
+            "Messages of revoked partitions left to the next owner (analysed again there)",
+            registry=r,
+        )
         self.api_requests = Counter(
             "skyra_api_requests", "HTTP API requests answered", ["endpoint", "status"], registry=r
         )

@@ -53,6 +53,13 @@ class Settings(BaseSettings):
     kafka_commit_interval_s: float = Field(
         default=1.0, gt=0, description="How often finished offsets are committed."
     )
+    kafka_revoke_budget_s: float = Field(
+        default=5.0,
+        ge=0,
+        le=120,
+        description="On a rebalance, how long revoked partitions' work in flight may take "
+        "to finish and be committed before the partitions are given up.",
+    )
 
     # -- process --------------------------------------------------------------------------
     http_port: int = Field(default=8080, ge=0, le=65535, description="Health and metrics.")
