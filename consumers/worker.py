@@ -241,7 +241,7 @@ class IngestWorker:
         """Whether the log holds records of `tp` this worker has not read (by the high
         watermark of the last fetch; unknown counts as none)."""
         high = self.consumer.highwater(tp)
-        if high is None:
+        if not high:  # unknown, or an empty partition
             return False
         position = self._next_offset.get(tp)
         if position is None:  # nothing read from it yet: where the consumer will start
