@@ -50,6 +50,7 @@ def make_consumer(settings: Settings, **overrides: Any) -> KafkaConsumer:
     config: dict[str, Any] = {
         **connection_config(settings),
         "group_id": settings.group_id,
+        "group_instance_id": settings.kafka_group_instance_id,
         "enable_auto_commit": False,
         "auto_offset_reset": settings.kafka_auto_offset_reset,
         "max_poll_records": settings.kafka_max_poll_records,

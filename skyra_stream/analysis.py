@@ -197,12 +197,12 @@ class Analysis:
     def close(self) -> None:
         """Stop taking jobs and cancel those still in progress (their engine requests are
         aborted); a stage already running finishes on its own."""
-        self._fetch_pool.shutdown()
-        self._decode_pool.shutdown()
         with self._lock:
             runs = list(self._runs)
-        for run in runs:
+        for run in runs:  # first, so that no stage still running can settle them
             run.future.cancel()
+        self._fetch_pool.shutdown()
+        self._decode_pool.shutdown()
 
     # -- stages -----------------------------------------------------------------------------
 
@@ -251,10 +251,10 @@ class Analysis:
             self._time(run, "fetch", started)
         try:
             self._decode_pool.submit(run.job.priority, lambda: self._stage(run, self._decode))
-        except RuntimeError:  # pool shut down while closing
+        except RuntimeError:  # closing: the job is abandoned (redelivered), not failed
             if obj is not None:
                 obj.close()
-            raise
+            run.future.cancel()
 
     def _decode(self, run: _Run) -> None:
         started = time.monotonic()

@@ -43,6 +43,13 @@ class Settings(BaseSettings):
     kafka_ssl_keyfile: Path | None = None
     kafka_client_id: str = "skyra-stream"
     group_id: str = Field(default="skyra-stream", description="Consumer group of the workers.")
+    kafka_group_instance_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=249,
+        description="Static group membership (KIP-345): a stable id per worker, so that a "
+        "worker restarted within the session timeout keeps its partitions without a rebalance.",
+    )
     ingest_topic: str = "skyra.ingest"
     verdict_topic: str = "skyra.verdicts"
     dead_letter_topic: str = "skyra.dead-letters"
