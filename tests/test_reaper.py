@@ -7,6 +7,7 @@ be gone within 10 seconds. The same with the real engine is in tests/test_worker
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -38,12 +39,12 @@ def _alive(procs: list[psutil.Process]) -> list[psutil.Process]:
 
 def test_sigkill_of_the_parent_alone_ends_its_whole_tree() -> None:
     parent = subprocess.Popen([sys.executable, "-c", PARENT], stdout=subprocess.PIPE, text=True)
+    tree: list[psutil.Process] = []
     try:
         assert parent.stdout is not None
         assert parent.stdout.readline().strip() == "started"
         root = psutil.Process(parent.pid)
         deadline = time.monotonic() + 10
-        tree: list[psutil.Process] = []
         while time.monotonic() < deadline:  # reaper + child + grandchild
             tree = root.children(recursive=True)
             if len(tree) >= 3:
@@ -57,9 +58,11 @@ def test_sigkill_of_the_parent_alone_ends_its_whole_tree() -> None:
         while _alive(tree) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert _alive(tree) == []
-    finally:
-        for proc in psutil.Process().children(recursive=True):
-            if proc.pid != os.getpid():
+    finally:  # only what this test started: other tests may share this process
+        if parent.poll() is None:
+            parent.kill()
+        for proc in tree:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 proc.kill()
 
 
