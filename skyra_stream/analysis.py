@@ -300,8 +300,9 @@ class Analysis:
         self._stage(run, lambda r: self._finish(r, future.result()))
 
     def _finish(self, run: _Run, result: EngineResult) -> None:
-        assert run.video is not None
-        assert run.source is not None
+        video, source = run.video, run.source
+        if video is None or source is None:  # cancelled meanwhile (a no-op then), or a bug
+            raise RuntimeError("an answer for a job that was never decoded")
         self.metrics.stage_seconds.labels("queue").observe(result.queue_s)
         self.metrics.stage_seconds.labels("infer").observe(result.infer_s)
         total = time.monotonic() - run.job.accepted_at
@@ -314,8 +315,8 @@ class Analysis:
         )
         verdict = build_verdict(
             event=run.job.event,
-            source=run.source,
-            video=run.video,
+            source=source,
+            video=video,
             result=result,
             model=self.model,
             worker=self.worker,
@@ -323,7 +324,7 @@ class Analysis:
             settings=self.settings,
         )
         self.metrics.stage_seconds.labels("total").observe(total)
-        settle(run.future, Outcome(run.job, verdict=verdict, video=run.video))
+        settle(run.future, Outcome(run.job, verdict=verdict, video=video))
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -334,11 +335,14 @@ class Analysis:
     def _ended(self, run: _Run, future: concurrent.futures.Future[Outcome]) -> None:
         with self._lock:
             self._runs.discard(run)
-        if not future.cancelled():
-            return
         with run.lock:
             engine_future = run.engine_future
-        if engine_future is not None:
+            # The futures' callbacks and the run refer to each other; dropping the run's
+            # frames here frees them now rather than at the next cyclic garbage collection,
+            # which large numpy arrays do little to trigger (memory grew with every input).
+            run.engine_future = None
+            run.video = None
+        if future.cancelled() and engine_future is not None:
             engine_future.cancel()  # aborts the request inside the engine
 
     def _check_size(self, size: int, what: str) -> None:

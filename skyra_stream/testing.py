@@ -84,7 +84,8 @@ class FakeEngine:
         self.answer = answer
         self.fail = fail
         self.hold_file = hold_file
-        self.submitted: list[EngineRequest] = []
+        # Ids only: a fake that kept every request's frames would grow by ~5 MiB a video.
+        self.submitted: list[str] = []
         self.answered = 0
         self.cancelled = 0
         self.peak_in_flight = 0
@@ -146,7 +147,7 @@ class FakeEngine:
         now = time.monotonic()
         pending = _Pending(request, future, now, now + self.latency_s)
         with self._cond:
-            self.submitted.append(request)
+            self.submitted.append(request.request_id)
             self._queue.append(pending)
             self.peak_in_flight = max(self.peak_in_flight, len(self._queue))
             self._cond.notify_all()

@@ -16,15 +16,6 @@ import json
 from importlib.resources import files
 from pathlib import Path
 
-import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import (
-    PreTrainedTokenizerFast,
-    Qwen2_5_VLConfig,
-    Qwen2_5_VLForConditionalGeneration,
-    Qwen2VLImageProcessor,
-)
-
 from skyra_stream.prompt import HEADER, INSTRUCTION, MAX_PIXELS, MIN_PIXELS, system_prompt
 from skyra_stream.taxonomy import L3_TYPES
 
@@ -79,6 +70,17 @@ def _corpus() -> list[str]:
 
 
 def build_tiny_model(out: Path, *, seed: int = 0, vocab_size: int = 1024) -> Path:
+    # torch and transformers (~0.5 GiB) only for building: `is_tiny_model` and the
+    # chat template are used by tools that must stay light.
+    import torch  # noqa: PLC0415
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers  # noqa: PLC0415
+    from transformers import (  # noqa: PLC0415
+        PreTrainedTokenizerFast,
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2VLImageProcessor,
+    )
+
     """Write the tiny model into `out` (created); returns `out`. Takes a few seconds."""
     out.mkdir(parents=True, exist_ok=True)
     tok = Tokenizer(models.BPE(unk_token=None))

@@ -23,6 +23,7 @@ STACK_FIXTURES = frozenset(
 ENGINE_MODULES = frozenset({"test_api.py", "test_engine.py"})
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the xdist_group marks
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
