@@ -26,7 +26,7 @@ demo: setup  ## the main job on an embedded default: broker, S3, worker, live ve
 	$(VENV)/bin/skyra-stream demo --out demo-out
 
 test: setup  ## the test suite CI runs (real vLLM, broker and S3 on loopback; no GPU)
-	$(VENV)/bin/pytest -m "not slow" -n 2 --dist loadgroup $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -m "not slow" -n 2 --dist loadfile $(PYTEST_ARGS)
 
 # The modules left out import vLLM at collection time and are all real-stack tests.
 FAST_IGNORE := --ignore=tests/test_engine.py --ignore=tests/test_api.py --ignore=tests/test_worker.py

@@ -17,23 +17,10 @@ STACK_FIXTURES = frozenset(
 )
 
 
-# With pytest-xdist (`make test` runs `-n 2 --dist loadgroup`), tests that share an expensive
-# fixture run in one process, in file order: the in-process vLLM engine (test_api, test_engine)
-# and test_worker's stack, whose last tests end its long-lived worker.
-ENGINE_MODULES = frozenset({"test_api.py", "test_engine.py"})
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the xdist_group marks
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        fixtures = set(getattr(item, "fixturenames", ()))
-        if STACK_FIXTURES & fixtures:
+        if STACK_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.stack)
-        module = item.path.name
-        if "engine" in fixtures or module in ENGINE_MODULES:
-            item.add_marker(pytest.mark.xdist_group("engine"))
-        elif module == "test_worker.py":
-            item.add_marker(pytest.mark.xdist_group(module))
 
 
 # Credentials for the loopback S3 endpoint only; set before any client is made.

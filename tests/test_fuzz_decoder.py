@@ -23,7 +23,7 @@ SEEDS = {
 }
 pytestmark = pytest.mark.fuzz
 
-CASES_PER_SEED = 40
+CASES_PER_SEED = 24
 LIMITS = DecodeLimits(timeout_s=5.0, max_pixels=1920 * 1080)
 
 

@@ -338,7 +338,8 @@ def test_sigkill_then_restart_loses_nothing_and_sigterm_drains_and_commits(
     # machine. (The real engine's own death is the last test of this module.)
     hold = tmp_path / "hold"
     hold.touch()
-    fake = {"engine": "fake", "fake_engine_hold_file": hold}
+    # A shorter session: Tansu's first group join waits on it, and nothing here needs it long.
+    fake = {"engine": "fake", "fake_engine_hold_file": hold, "kafka_session_timeout_ms": 6000}
     topics = stack.topics("crash")
     events = [good_event(i, "crash") for i in range(20)]
     prod = producer(stack, topics)
@@ -390,8 +391,8 @@ def test_two_workers_split_the_partitions_and_handle_each_event_once(stack: Stac
     # The group's behaviour, on the fake engine (a vLLM engine per worker would prove nothing
     # more about Kafka and cost two minutes).
     topics = stack.topics("pair", partitions=4)
-    w1 = Worker(stack, topics, "pair-1", engine="fake")
-    w2 = Worker(stack, topics, "pair-2", engine="fake")
+    w1 = Worker(stack, topics, "pair-1", engine="fake", kafka_session_timeout_ms=6000)
+    w2 = Worker(stack, topics, "pair-2", engine="fake", kafka_session_timeout_ms=6000)
     try:
         w1.wait_ready()
         w2.wait_ready()
