@@ -1,10 +1,16 @@
 """Peak memory of `skyra-stream analyze` over many inputs against few: does it stream?
 
 `analyze` (and `eval`, the same loop) keeps a bounded window of jobs in progress and writes
-each result as it finishes, so its memory must not grow with the number of inputs. Both arms
+each result as it finishes, so its memory must not grow with the number of inputs. The arms
 run the real command as a subprocess over distinct clips it generates (decoded frames are
-what would pile up: about 4 MiB per clip at the model's input size), and the peak RSS of its
-whole process tree is sampled every 0.1 s. Arms run back to back in one run.
+what would pile up: about 5.6 MiB per 640x360 clip at the model's input size), and the peak
+RSS of its whole process tree is sampled every 0.1 s. Arms run back to back in one run.
+
+Memory is bounded by the window (SKYRA_DECODE_CONCURRENCY + SKYRA_MAX_IN_FLIGHT videos: 34
+by default), so a run of fewer inputs than that never reaches the steady state. The arms
+run with SKYRA_MAX_IN_FLIGHT=16 (a window of 18), below the smaller arm, so that the ratio
+compares steady states and shows growth with the number of inputs, if any; a middle arm
+shows the plateau.
 
 `--engine fake` (the default) measures what `analyze` itself holds; `--engine vllm` runs the
 tiny model on the CPU and adds vLLM's own memory (its processed-input cache is turned off,
@@ -92,7 +98,12 @@ def main() -> int:
             )
             for i in range(args.many)
         ]
-        env = {**os.environ, "SKYRA_ENGINE": args.engine, "SKYRA_LOG_LEVEL": "WARNING"}
+        env = {
+            **os.environ,
+            "SKYRA_ENGINE": args.engine,
+            "SKYRA_LOG_LEVEL": "WARNING",
+            "SKYRA_MAX_IN_FLIGHT": "16",
+        }
         if args.engine == "vllm":
             env.update(
                 SKYRA_MODEL_PATH=str(build_tiny_model(tmp / "model")),
@@ -102,11 +113,13 @@ def main() -> int:
                 SKYRA_MM_PROCESSOR_CACHE_GB="0",
             )
         results = {}
-        for name, subset in (("few", clips[: args.few]), ("many", clips)):
+        middle = (args.few + args.many) // 4
+        arms = (("few", clips[: args.few]), ("middle", clips[:middle]), ("many", clips))
+        for name, subset in arms:
             peak, seconds, lines = run_arm(subset, tmp / f"{name}.jsonl", env)
             results[name] = peak
             print(
-                f"{name:>4}: {len(subset):4d} clips  {lines:4d} lines  "
+                f"{name:>6}: {len(subset):4d} clips  {lines:4d} lines  "
                 f"peak RSS {peak / 2**20:7.1f} MiB  {seconds:6.1f} s  "
                 f"({len(subset) / seconds:.2f} clips/s)"
             )

@@ -154,7 +154,10 @@ class Analysis:
         self._fetch_pool = PriorityPool(settings.fetch_concurrency, "fetch")
         self._decode_pool = PriorityPool(settings.decode_concurrency, "decode")
         self._lock = threading.Lock()
-        self._runs: set[_Run] = set()
+        # By future, so that a future's callback need not refer to its run: a run refers to
+        # its future, and a cycle between them would keep the outcome's frames alive until
+        # the next cyclic garbage collection (memory grew with the number of inputs).
+        self._runs: dict[concurrent.futures.Future[Outcome], _Run] = {}
 
     @property
     def window(self) -> int:
@@ -166,8 +169,8 @@ class Analysis:
         """Begin one job; the future resolves with its Outcome (see the module docstring)."""
         run = _Run(job, concurrent.futures.Future())
         with self._lock:
-            self._runs.add(run)
-        run.future.add_done_callback(lambda f: self._ended(run, f))
+            self._runs[run.future] = run
+        run.future.add_done_callback(self._ended)
         try:
             self._fetch_pool.submit(job.priority, lambda: self._stage(run, self._fetch))
         except RuntimeError:  # closed: the caller is shutting down
@@ -198,7 +201,7 @@ class Analysis:
         """Stop taking jobs and cancel those still in progress (their engine requests are
         aborted); a stage already running finishes on its own."""
         with self._lock:
-            runs = list(self._runs)
+            runs = list(self._runs.values())
         for run in runs:  # first, so that no stage still running can settle them
             run.future.cancel()
         self._fetch_pool.shutdown()
@@ -332,14 +335,15 @@ class Analysis:
         log.info("rejected", code=error.code.value, reason=error.message)
         settle(run.future, Outcome(run.job, error=error, video=run.video))
 
-    def _ended(self, run: _Run, future: concurrent.futures.Future[Outcome]) -> None:
+    def _ended(self, future: concurrent.futures.Future[Outcome]) -> None:
         with self._lock:
-            self._runs.discard(run)
+            run = self._runs.pop(future, None)
+        if run is None:
+            return
         with run.lock:
             engine_future = run.engine_future
-            # The futures' callbacks and the run refer to each other; dropping the run's
-            # frames here frees them now rather than at the next cyclic garbage collection,
-            # which large numpy arrays do little to trigger (memory grew with every input).
+            # The engine future's callback refers to the run: let go of both, and of the
+            # frames, now (the outcome keeps what its caller needs).
             run.engine_future = None
             run.video = None
         if future.cancelled() and engine_future is not None:

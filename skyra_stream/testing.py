@@ -151,7 +151,7 @@ class FakeEngine:
             self._queue.append(pending)
             self.peak_in_flight = max(self.peak_in_flight, len(self._queue))
             self._cond.notify_all()
-        future.add_done_callback(lambda f: self._forget(pending) if f.cancelled() else None)
+        future.add_done_callback(self._forget)  # not a closure over `pending`: no cycle
         return future
 
     # -- control ----------------------------------------------------------------------------
@@ -247,10 +247,11 @@ class FakeEngine:
         self.answered += 1
         settle(pending.future, result)
 
-    def _forget(self, pending: _Pending) -> None:
+    def _forget(self, future: concurrent.futures.Future[EngineResult]) -> None:
+        if not future.cancelled():
+            return
         with self._cond:
-            if pending in self._queue:
-                self._queue.remove(pending)
+            self._queue = [p for p in self._queue if p.future is not future]
             self.cancelled += 1
             self._cond.notify_all()
 
