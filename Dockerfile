@@ -39,6 +39,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /opt/skyra-stream
 COPY pyproject.toml README.md ./
 COPY skyra_stream ./skyra_stream
+# skyra_stream/consumers and skyra_stream/producers are symlinks to these two folders; the
+# wheel built below carries them inside skyra_stream (no top-level package of their own).
 COPY consumers ./consumers
 COPY producers ./producers
 # vLLM and torch come from the base image; the project adds its own dependencies only.
