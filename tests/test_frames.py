@@ -212,6 +212,7 @@ def test_pixel_cap_rejects_before_decoding(tmp_path: Path) -> None:
     assert _code(str(path), DecodeLimits(max_pixels=640 * 480)) is ErrorCode.VIDEO_TOO_LARGE
 
 
+@pytest.mark.heavy  # writes and probes an 8K stream (~8 s)
 def test_8k_decompression_bomb_is_video_too_large(tmp_path: Path) -> None:
     # A few KB on disk, 33 Mpixel per frame once decoded.
     spec = VideoSpec(width=7680, height=4320, frames=2, options={"preset": "ultrafast"})

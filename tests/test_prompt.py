@@ -93,6 +93,7 @@ def test_short_side_resize(size: tuple[int, int], expected: tuple[int, int]) -> 
     assert resized_size(*size) == expected
 
 
+@pytest.mark.heavy  # imports transformers (~10 s)
 @pytest.mark.parametrize("size", [(455, 256), (256, 455), (256, 256), (341, 256), (2000, 256)])
 def test_model_frame_size_matches_transformers_smart_resize(size: tuple[int, int]) -> None:
     from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
