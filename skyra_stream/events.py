@@ -42,7 +42,7 @@ def parse_message(
         raise SkyraError(
             ErrorCode.INVALID_EVENT, f"expected a JSON object, got {type(doc).__name__}"
         )
-    events = _from_s3_notification(doc) if "Records" in doc else [_validate(doc)]
+    events = _from_s3_notification(doc) if "Records" in doc else [validate_event(doc)]
     for event in events:
         if event.metadata_bytes() > max_metadata_bytes:
             raise RejectedEventError(
@@ -78,7 +78,8 @@ def _depth(doc: Any) -> int:
     return depth
 
 
-def _validate(doc: dict[str, Any]) -> IngestEvent:
+def validate_event(doc: dict[str, Any]) -> IngestEvent:
+    """An event from a decoded document, or `invalid_event` with the fields that are wrong."""
     try:
         return IngestEvent.model_validate(doc)
     except ValidationError as exc:
@@ -143,7 +144,7 @@ def _from_s3_record(i: int, record: dict[str, Any]) -> IngestEvent:
         "submitted_at": record.get("eventTime"),
         "metadata": {k: v for k, v in (("etag", etag), ("sequencer", sequencer)) if v},
     }
-    return _validate(doc)
+    return validate_event(doc)
 
 
 def _opt_str(value: Any) -> str | None:

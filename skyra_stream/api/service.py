@@ -17,8 +17,6 @@ import asyncio
 from collections.abc import Awaitable, Sequence
 from typing import IO, Any, TypeVar
 
-from pydantic import ValidationError
-
 from skyra_stream.analysis import (
     Analysis,
     FramesInput,
@@ -28,15 +26,13 @@ from skyra_stream.analysis import (
     VideoInput,
 )
 from skyra_stream.errors import (
-    ErrorCode,
     NotReadyError,
     OverloadedError,
     RequestTimeoutError,
-    SkyraError,
 )
-from skyra_stream.events import short_errors
+from skyra_stream.events import validate_event
 from skyra_stream.images import ImageSource
-from skyra_stream.messages import IngestEvent, Verdict
+from skyra_stream.messages import Verdict
 
 T = TypeVar("T")
 
@@ -112,11 +108,7 @@ class AnalyzeService:
     def _job(self, inp: VideoInput, **fields: Any) -> Job:
         """The same validation as an ingest event (ids without control characters, lengths),
         so the same 422 for what it refuses."""
-        try:
-            event = IngestEvent.model_validate(fields)
-        except ValidationError as exc:
-            raise SkyraError(ErrorCode.INVALID_EVENT, short_errors(exc)) from None
-        return Job(event, inp, priority=self.settings.api_priority)
+        return Job(validate_event(fields), inp, priority=self.settings.api_priority)
 
     # -- the analysis -----------------------------------------------------------------------
 
