@@ -67,7 +67,6 @@ class StreamInput:
 
     body: IO[bytes]
     size: int
-    uri: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +82,6 @@ class FramesInput:
 
     images: Sequence[ImageSource]
     timestamps_s: Sequence[float]
-    uri: str = "frames:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,7 +240,7 @@ class Analysis:
             )
         elif isinstance(inp, StreamInput):
             self._check_size(inp.size, "upload")
-            run.source = Source(uri=inp.uri, size_bytes=inp.size)
+            run.source = Source(uri=run.job.event.uri, size_bytes=inp.size)
         elif isinstance(inp, FileInput):
             size = inp.path.stat().st_size
             self._check_size(size, str(inp.path))

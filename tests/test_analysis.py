@@ -80,7 +80,7 @@ def test_every_door_gives_the_same_verdict_for_the_same_video(
         doors = {
             "event": job(ObjectInput(uri), uri=uri),
             "cli": job(FileInput(path), uri=uri),
-            "upload": job(StreamInput(body, path.stat().st_size, uri), uri=uri),
+            "upload": job(StreamInput(body, path.stat().st_size), uri=uri),
         }
         verdicts = {name: outcome(analysis, j).verdict for name, j in doors.items()}
     comparable = {

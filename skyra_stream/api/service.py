@@ -84,7 +84,7 @@ class AnalyzeService:
     ) -> Job:
         uri = f"upload:{_clean(filename) or 'video'}"
         return self._job(
-            StreamInput(body, size, uri),
+            StreamInput(body, size),
             event_id=event_id,
             video_id=video_id or uri,
             uri=uri,
