@@ -309,6 +309,7 @@ class IngestWorker:
     # -- rebalance (called by kafka-python inside poll, on this thread) ----------------------
 
     def revoked(self, partitions: Iterable[TopicPartition]) -> None:
+        self.metrics.rebalances.inc()
         partitions = [tp for tp in partitions if tp in self._offsets]
         self._finish_before_revoke(partitions)
         try:

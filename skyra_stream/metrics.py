@@ -45,6 +45,11 @@ class Metrics:
         self.paused = Gauge(
             "skyra_partitions_paused", "Partitions paused by backpressure", registry=r
         )
+        self.rebalances = Counter(
+            "skyra_rebalances",
+            "Rebalances this worker took part in (each revocation of its assignment)",
+            registry=r,
+        )
         self.revoke_finished = Counter(
             "skyra_revoke_finished",
             "Messages of revoked partitions finished and committed within the revoke budget",

@@ -156,6 +156,11 @@ class Settings(BaseSettings):
         default=None,
         description="With SKYRA_ENGINE=fake: answers are held while this file exists.",
     )
+    fake_engine_journal: Path | None = Field(
+        default=None,
+        description="With SKYRA_ENGINE=fake: each request's id is appended to this file when "
+        "it is submitted, so that a campaign can count analyses across processes and kills.",
+    )
     model_path: Path | None = Field(
         default=None, description="Skyra checkpoint folder (Skyra-RL or Skyra-SFT)."
     )

@@ -69,7 +69,9 @@ class FakeEngine:
     Answers come from a background thread, never from inside `submit`, as with the real
     engine. `fail(request)` returning a message makes that request fail with
     `EngineRequestError`. While `hold()` is in effect (or `hold_file` exists) nothing is
-    answered; `release()` lets everything through.
+    answered; `release()` lets everything through. With `journal`, every submitted request's
+    id is appended to that file, which outlives the process (the fleet campaign counts
+    analyses per event across workers it kills).
     """
 
     def __init__(
@@ -79,11 +81,13 @@ class FakeEngine:
         answer: Callable[[EngineRequest], tuple[str, float]] = fake_answer,
         fail: Callable[[EngineRequest], str | None] | None = None,
         hold_file: Path | None = None,
+        journal: Path | None = None,
     ) -> None:
         self.latency_s = latency_s
         self.answer = answer
         self.fail = fail
         self.hold_file = hold_file
+        self.journal = journal
         # Ids only: a fake that kept every request's frames would grow by ~5 MiB a video.
         self.submitted: list[str] = []
         self.answered = 0
@@ -100,7 +104,9 @@ class FakeEngine:
     @classmethod
     def from_settings(cls, settings: Settings) -> FakeEngine:
         return cls(
-            latency_s=settings.fake_engine_latency_s, hold_file=settings.fake_engine_hold_file
+            latency_s=settings.fake_engine_latency_s,
+            hold_file=settings.fake_engine_hold_file,
+            journal=settings.fake_engine_journal,
         )
 
     # -- inference.Engine -----------------------------------------------------------------
@@ -146,6 +152,10 @@ class FakeEngine:
             return future
         now = time.monotonic()
         pending = _Pending(request, future, now, now + self.latency_s)
+        if self.journal is not None:
+            # One short append per request: whole lines, even from several processes.
+            with self.journal.open("a") as journal:
+                journal.write(request.request_id + "\n")
         with self._cond:
             self.submitted.append(request.request_id)
             self._queue.append(pending)

@@ -241,3 +241,18 @@ def test_pools_take_api_jobs_before_the_backlog() -> None:
     assert order == ["api", "k1", "k2", "k3"]
     with pytest.raises(RuntimeError):
         pool.submit(0, lambda: None)
+
+
+def test_the_fake_engines_journal_records_every_submission(root: Path, tmp_path: Path) -> None:
+    # The fleet campaign counts analyses per event across the workers it kills from these
+    # files: one line per request submitted, a repeat of an event as a second line.
+    journal = tmp_path / "journal"
+    settings = settings_for(root, engine="fake", fake_engine_journal=journal)
+    with FakeEngine.from_settings(settings) as engine:
+        a = Analysis(settings, engine)
+        try:
+            for eid in ("a", "b", "a"):
+                assert outcome(a, job(FileInput(root / "c0.mp4"), event_id=eid)).verdict
+        finally:
+            a.close()
+    assert journal.read_text().splitlines() == ["a", "b", "a"]

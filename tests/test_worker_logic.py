@@ -397,6 +397,7 @@ def test_the_revoke_budget_lets_work_in_flight_finish_and_commit(
         finished = r.pipeline.metrics.revoke_finished._value.get()
         abandoned = r.pipeline.metrics.revoke_abandoned._value.get()
         assert (finished, abandoned) == ((0, 1) if analysed_again else (1, 0))
+        assert r.pipeline.metrics.rebalances._value.get() == 1
     finally:
         r.close()
 

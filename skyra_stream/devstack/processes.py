@@ -110,10 +110,16 @@ class ChildProcess:
         return "\n".join(lines[-n:])
 
     def signal(self, sig: int) -> None:
-        """Signal the whole session, the worker and vLLM's engine processes, as the kernel's
-        OOM killer or a lost node does to a container."""
+        """Signal the whole session, the worker and vLLM's engine processes, as a lost node
+        or a container runtime stopping the whole cgroup does."""
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, sig)
+
+    def kill_alone(self) -> None:
+        """SIGKILL the worker process and nothing else, as the kernel's OOM killer does (one
+        process, often the largest): its engine processes must not outlive it."""
+        if self.proc.poll() is None:
+            self.proc.kill()
 
     def terminate(self) -> None:
         """SIGTERM to the worker alone, as Kubernetes stops a pod (to PID 1): the worker
