@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.skyra-setup
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help setup demo test test-fast test-all chaos soak lint bench bench-frames bench-engine bench-guided bench-decode bench-worker bench-api bench-analyze schemas clean
+.PHONY: help setup demo test test-fast test-all chaos chaos-fleet soak lint bench bench-frames bench-engine bench-guided bench-decode bench-worker bench-api bench-analyze schemas clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ test-all: setup  ## every test, the long campaigns included
 
 chaos: setup  ## fault and bad-input campaign with a ledger (CHAOS_SHORT=1: the CI form)
 	$(PY) -m campaigns.chaos $(CHAOS_ARGS)
+
+chaos-fleet: setup  ## a worker group scaled and killed mid-rebalance (CHAOS_SHORT=1: the CI form)
+	$(PY) -m campaigns.fleet $(FLEET_ARGS)
 
 soak: setup  ## 20 minutes at a steady rate: latency percentiles, RSS, fds, threads
 	$(PY) -m campaigns.soak $(SOAK_ARGS)

@@ -151,11 +151,13 @@ class Collector:
     """Reads the verdict and dead-letter topics as they fill (for progress; the ledger reads
     them again from the start at the end)."""
 
-    def __init__(self, bootstrap: str) -> None:
+    def __init__(
+        self, bootstrap: str, topics: tuple[str, ...] = (TOPICS["verdicts"], TOPICS["dead"])
+    ) -> None:
         self.ids: set[str] = set()
         self.records = 0
         self._stop = threading.Event()
-        self._consumer = topic_reader(bootstrap, TOPICS["verdicts"], TOPICS["dead"])
+        self._consumer = topic_reader(bootstrap, *topics)
         self._thread = threading.Thread(target=self._run, name="collector", daemon=True)
         self._thread.start()
 

@@ -5,14 +5,16 @@ It implements the part of kafka-python's consumer that `IngestWorker` uses (subs
 a rebalance listener, poll, pause/resume, commit, highwater/position, close), with Kafka's
 semantics where the worker depends on them: an eager rebalance revokes the whole old
 assignment before assigning the new one, a newly assigned partition resumes from its last
-committed offset, and a paused partition returns nothing. What it cannot show (the
+committed offset, a paused partition returns nothing, and a blocking commit() inside a
+rebalance listener raises, as kafka-python 3 does (listeners run on its network thread;
+commit_async is what works there). What it cannot show (the
 protocol, sessions, a real group) is proved against the Tansu broker in tests/test_worker.py.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +46,7 @@ class ScriptedConsumer:
         self._positions: dict[TopicPartition, int] = {}
         self._paused: set[TopicPartition] = set()
         self._listener: Any = None
+        self._in_listener = False
         self._next_assignment: set[int] | None = None
         self._wake = threading.Event()
 
@@ -107,6 +110,29 @@ class ScriptedConsumer:
         return set(self._paused)
 
     def commit(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
+        if self._in_listener:
+            raise RuntimeError(
+                "Cannot block on net.run() from the IO thread itself (kafka-python 3 runs "
+                "rebalance listeners on its network thread)"
+            )
+        self._apply_commit(offsets)
+
+    def commit_async(
+        self,
+        offsets: dict[TopicPartition, OffsetAndMetadata],
+        callback: Callable[[dict[TopicPartition, OffsetAndMetadata], object], None] | None = None,
+    ) -> None:
+        """Applied at once (the request would precede the rebalance's JoinGroup); the
+        callback gets the offsets and the response or the exception, as kafka-python's."""
+        try:
+            self._apply_commit(offsets)
+            response: object = "ok"
+        except KafkaError as exc:
+            response = exc
+        if callback is not None:
+            callback(offsets, response)
+
+    def _apply_commit(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
         if self.fail_commits > 0:
             self.fail_commits -= 1
             raise KafkaError("commit failed (scripted)")
@@ -128,10 +154,18 @@ class ScriptedConsumer:
     def _apply_rebalance(self, partitions: set[int]) -> None:
         revoked = set(self.assigned)
         if revoked and self._listener is not None:
-            self._listener.on_partitions_revoked(revoked)
+            self._in_listener = True
+            try:
+                self._listener.on_partitions_revoked(revoked)
+            finally:
+                self._in_listener = False
         self._paused -= revoked
         self.assigned = {self.tp(p) for p in partitions}
         for tp in self.assigned:
             self._positions[tp] = self.committed.get(tp, 0)
         if self._listener is not None:
-            self._listener.on_partitions_assigned(set(self.assigned))
+            self._in_listener = True
+            try:
+                self._listener.on_partitions_assigned(set(self.assigned))
+            finally:
+                self._in_listener = False

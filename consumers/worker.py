@@ -175,23 +175,29 @@ class IngestWorker:
                 self._offsets[item.tp].finished(item.offset)
                 n += 1
 
+    def _committable(
+        self, partitions: Iterable[TopicPartition]
+    ) -> dict[TopicPartition, OffsetAndMetadata]:
+        to_commit = {}
+        for tp in partitions:
+            offsets = self._offsets.get(tp)
+            position = offsets.committable() if offsets else None
+            if position is not None:
+                to_commit[tp] = OffsetAndMetadata(position, "", -1)
+        if to_commit:
+            # Outcomes were acknowledged before their offsets were marked finished; flushing
+            # here as well keeps "publish before commit" true even for a custom sink.
+            self.flush()
+        return to_commit
+
     def _commit(self, *, force: bool, partitions: Iterable[TopicPartition] | None = None) -> None:
         now = time.monotonic()
         if not force and now - self._last_commit < self.settings.kafka_commit_interval_s:
             return
         self._last_commit = now
-        chosen = list(partitions) if partitions is not None else list(self._offsets)
-        to_commit = {}
-        for tp in chosen:
-            offsets = self._offsets.get(tp)
-            position = offsets.committable() if offsets else None
-            if position is not None:
-                to_commit[tp] = OffsetAndMetadata(position, "", -1)
+        to_commit = self._committable(partitions if partitions is not None else self._offsets)
         if not to_commit:
             return
-        # Outcomes were acknowledged before their offsets were marked finished; flushing
-        # here as well keeps "publish before commit" true even for a custom sink.
-        self.flush()
         try:
             self.consumer.commit(to_commit)
         except KafkaError as exc:
@@ -312,10 +318,7 @@ class IngestWorker:
         self.metrics.rebalances.inc()
         partitions = [tp for tp in partitions if tp in self._offsets]
         self._finish_before_revoke(partitions)
-        try:
-            self._commit(force=True, partitions=partitions)
-        except Exception:
-            log.warning("commit_on_revoke_failed", exc_info=True)
+        self._commit_on_revoke(partitions)
         for tp in partitions:
             # Work still running for these offsets is dropped from bookkeeping; the new
             # owner reads them again (a duplicate verdict at worst, same event_id).
@@ -324,6 +327,32 @@ class IngestWorker:
             self._generation[tp] = self._generation.get(tp, 0) + 1
         self._paused -= set(partitions)
         log.info("partitions_revoked", partitions=[f"{t.topic}[{t.partition}]" for t in partitions])
+
+    def _commit_on_revoke(self, partitions: list[TopicPartition]) -> None:
+        """Commit what the revoked partitions finished, before the group moves them.
+
+        kafka-python 3 calls rebalance listeners on its network thread, where a blocking
+        commit() raises ("Cannot block on net.run() from the IO thread"): every commit on
+        revoke failed until the fleet campaign showed it. commit_async only queues the
+        request, ahead of the JoinGroup that follows this callback on the same connection,
+        so the coordinator still takes it under the current generation."""
+        try:
+            to_commit = self._committable(partitions)
+            if not to_commit:
+                return
+            self.consumer.commit_async(to_commit, callback=self._revoke_commit_done)
+        except Exception:
+            log.warning("commit_on_revoke_failed", exc_info=True)
+
+    def _revoke_commit_done(
+        self, offsets: dict[TopicPartition, OffsetAndMetadata], response: object
+    ) -> None:
+        where = {f"{t.topic}[{t.partition}]": o.offset for t, o in offsets.items()}
+        if isinstance(response, BaseException):
+            # Redelivered to the next owner: a duplicate analysis, nothing lost.
+            log.warning("commit_on_revoke_failed", offsets=where, error=repr(response))
+        else:
+            log.debug("committed_on_revoke", offsets=where)
 
     def _finish_before_revoke(self, partitions: list[TopicPartition]) -> None:
         """Give the revoked partitions' work in flight up to `kafka_revoke_budget_s` to

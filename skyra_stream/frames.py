@@ -73,12 +73,24 @@ class DecodeLimits:
     # FFmpeg decoder threads per video; 0 lets FFmpeg choose (about one per core). Set 1
     # when many videos decode at once, so that they do not oversubscribe the cores.
     threads: int = 0
+    # Rolling forward from a keyframe to a sample, frames that no other frame references and
+    # that are not a sample are not decoded at all (FFmpeg's skip_frame=NONREF, lifted for
+    # the samples' own packets). The samples are bit-identical either way (tests/test_frames).
+    skip_nonref: bool = True
+
+
+# Decoders whose skip_frame is honoured per packet, as this sampler switches it. Others (dav1d,
+# libvpx) read it once when the decoder opens, or not at all: they decode every frame.
+SKIP_NONREF_CODECS = frozenset({"h264", "hevc", "mpeg4", "mpeg2video", "mpeg1video"})
 
 
 @dataclass(frozen=True, slots=True)
 class SampledVideo:
     frames: list[RGBFrame]
     info: VideoInfo
+    # Frames the decoder produced to reach the samples (what the sampling cost, for
+    # benchmarks and tests; not part of any message).
+    frames_decoded: int = 0
 
     @property
     def timestamps_s(self) -> list[float]:
@@ -153,6 +165,9 @@ class _Sampler:
             raise SkyraError(ErrorCode.DECODE_FAILED, "no decoder for the video stream")
         self._check_pixels(cc.width, cc.height)
         cc.thread_count = limits.threads
+        self._skip = limits.skip_nonref and cc.name in SKIP_NONREF_CODECS
+        self._wanted: set[int] = set()  # pts of the samples still to decode
+        self.frames_decoded = 0
         self.tb: Fraction = self.stream.time_base or Fraction(1, 1_000_000)
         claimed = self._claimed_duration()
         if claimed is not None and claimed > limits.max_duration_s:
@@ -189,7 +204,7 @@ class _Sampler:
             frames_sampled=len(frames),
             timestamps_s=stamps,
         )
-        return SampledVideo(frames=frames, info=info)
+        return SampledVideo(frames=frames, info=info, frames_decoded=self.frames_decoded)
 
     # -- bounds -----------------------------------------------------------------------------
 
@@ -246,10 +261,17 @@ class _Sampler:
     _quarter_turns = 0  # of the last decoded frame, counter-clockwise
 
     def _frames(self) -> Iterator[Any]:
+        cc = self.stream.codec_context
         for i, packet in enumerate(self.container.demux(self.stream)):
             if i % 16 == 0:
                 self._check_deadline()
+            if self._skip:
+                # Read when the packet is sent: a reference frame is decoded whatever this
+                # says, a non-reference one only when it is a sample (or cannot be placed).
+                wanted = packet.pts is None or packet.pts in self._wanted
+                cc.skip_frame = "DEFAULT" if wanted else "NONREF"
             for frame in packet.decode():
+                self.frames_decoded += 1
                 if frame.pts is not None:  # nothing to place on the timeline
                     yield frame
 
@@ -260,6 +282,7 @@ class _Sampler:
     def _decode_targets(
         self, timeline: _Timeline, targets: list[int]
     ) -> list[tuple[int, RGBFrame]]:
+        self._wanted = set(targets)
         try:
             return self._decode_seeking(timeline, targets)
         except _SeekFailedError:

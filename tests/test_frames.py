@@ -235,3 +235,60 @@ def test_forty_minute_video_is_too_long_by_default(tmp_path: Path) -> None:
 def test_decode_timeout(tmp_path: Path) -> None:
     path = write_video(tmp_path / "a.mp4", VideoSpec())
     assert _code(str(path), DecodeLimits(timeout_s=1e-9)) is ErrorCode.DECODE_TIMEOUT
+
+
+# -- skipping frames nothing references ------------------------------------------------------
+
+SKIP_CORPUS = [
+    pytest.param(VideoSpec(options={"bf": "3"}, gop=48, frames=240), "mp4", id="h264-bframes"),
+    pytest.param(
+        VideoSpec(options={"bf": "3", "x264-params": "b-pyramid=normal"}, gop=250, frames=300),
+        "mp4",
+        id="h264-bpyramid-longgop",
+    ),
+    pytest.param(
+        VideoSpec(options={"bf": "2", "x264-params": "open-gop=1"}, gop=30, frames=150),
+        "mkv",
+        id="h264-opengop",
+    ),
+    pytest.param(
+        VideoSpec(options={"bf": "3"}, times_s=[i * i / 400 for i in range(120)], frames=120),
+        "mp4",
+        id="h264-vfr",
+    ),
+    pytest.param(
+        VideoSpec(codec="libx265", gop=60, frames=180, options={"x265-params": "log-level=error"}),
+        "mp4",
+        id="hevc-bframes",
+    ),
+    pytest.param(
+        VideoSpec(codec="mpeg4", options={"bf": "2"}, gop=30, frames=120), "avi", id="mpeg4-bframes"
+    ),
+    pytest.param(VideoSpec(codec="libsvtav1", frames=120), "mkv", id="av1"),
+    pytest.param(VideoSpec(codec="libvpx-vp9", frames=90), "webm", id="vp9"),
+    pytest.param(VideoSpec(options={"bf": "3"}, gop=24, frames=120), "ts", id="h264-mpegts"),
+]
+
+
+@pytest.mark.parametrize(("spec", "ext"), SKIP_CORPUS)
+def test_skipping_unreferenced_frames_keeps_the_samples_bit_identical(
+    tmp_path: Path, spec: VideoSpec, ext: str
+) -> None:
+    path = write_video(tmp_path / f"clip.{ext}", spec)
+    every = sample_video(path, DecodeLimits(threads=1, skip_nonref=False))
+    skipping = sample_video(path, DecodeLimits(threads=1, skip_nonref=True))
+    assert skipping.info == every.info
+    assert len(skipping.frames) == len(every.frames) == 16
+    for a, b in zip(skipping.frames, every.frames, strict=True):
+        assert np.array_equal(a, b)
+    assert skipping.frames_decoded <= every.frames_decoded
+    print(f"{spec.codec} {ext}: {every.frames_decoded} -> {skipping.frames_decoded} frames")
+
+
+def test_skipping_decodes_fewer_frames_where_b_frames_are_unreferenced(tmp_path: Path) -> None:
+    # The check above cannot tell a skip that never happens from one that works.
+    spec = VideoSpec(options={"bf": "3", "x264-params": "b-pyramid=none"}, gop=250, frames=300)
+    path = write_video(tmp_path / "b.mp4", spec)
+    every = sample_video(path, DecodeLimits(threads=1, skip_nonref=False))
+    skipping = sample_video(path, DecodeLimits(threads=1, skip_nonref=True))
+    assert skipping.frames_decoded < 0.8 * every.frames_decoded
