@@ -149,17 +149,22 @@ class Fleet:
     def in_flight(self, name: str) -> float:
         return self.members[name].metric("skyra_in_flight_messages") or 0.0
 
-    def quiet_rebalances(self, name: str, still_s: float = 4.0, timeout_s: float = 40.0) -> float:
-        """`name`'s rebalance count once it has stopped changing for `still_s` (longer than
-        the heartbeat interval, through which a member learns of a rebalance)."""
-        last, since = self.rebalances(name), time.monotonic()
-        deadline = since + timeout_s
-        while time.monotonic() < deadline and time.monotonic() - since < still_s:
-            time.sleep(0.1)
-            now = self.rebalances(name)
-            if now != last:
+    def settled(self, partitions: int, still_s: float = 3.0, timeout_s: float = 90.0) -> bool:
+        """Until every partition is owned by a member and no member's rebalance count has
+        moved for `still_s`: the group is between rebalances, not in the middle of one (a
+        member revoked and waiting for its new assignment owns nothing)."""
+        deadline = time.monotonic() + timeout_s
+        last: dict[str, float] = {}
+        since = time.monotonic()
+        while time.monotonic() < deadline:
+            now = {name: self.rebalances(name) for name in self.members}
+            owned = sum(m.metric("skyra_assigned_partitions") or 0 for m in self.members.values())
+            if now != last or owned != partitions:
                 last, since = now, time.monotonic()
-        return last
+            elif time.monotonic() - since >= still_s:
+                return True
+            time.sleep(0.2)
+        return False
 
     def wait_rebalance(self, name: str, since: float, timeout_s: float = 60.0) -> bool:
         """Until `name` has started a rebalance after `since` (its revocation callback runs:
@@ -306,6 +311,10 @@ class Campaign:
         self.scale_steps += 1
         self.settle()
 
+    def settle_group(self) -> None:
+        if not self.fleet.settled(PARTITIONS):
+            log("  the group did not settle within 90 s; going on")
+
     def settle(self) -> None:
         """Let the group finish its rebalance and work a little before the next step."""
         time.sleep(self.rng.uniform(*self.args.settle_s))
@@ -316,7 +325,8 @@ class Campaign:
         # The first member is SIGKILLed as soon as the joins reach it: inside its revocation
         # callback, with its partitions' work in flight.
         fleet = self.fleet
-        since = fleet.quiet_rebalances("w1")
+        self.settle_group()
+        since = fleet.rebalances("w1")
         log(f"  w1 has {fleet.in_flight('w1'):.0f} messages in flight")
         fleet.start("w2")
         fleet.start("w3")
@@ -330,7 +340,8 @@ class Campaign:
         # group again, so SIGTERM reaches w3 during that rebalance.
         fleet = self.fleet
         fleet.stop("w1", "rolling restart")
-        since = fleet.quiet_rebalances("w3")
+        self.settle_group()
+        since = fleet.rebalances("w3")
         fleet.start("w1")
         hit = fleet.wait_rebalance("w3", since)
         fleet.ready("w1")
@@ -341,7 +352,8 @@ class Campaign:
         # Two members join while the broker is frozen; once it thaws, w2 is SIGKILLed inside
         # the rebalance the joins caused, and comes back.
         fleet = self.fleet
-        since = fleet.quiet_rebalances("w2")
+        self.settle_group()
+        since = fleet.rebalances("w2")
         fleet.start("w3")
         fleet.start("w4")
         hit = fleet.wait_rebalance("w2", since)
@@ -362,7 +374,8 @@ class Campaign:
         # Three members leave; the second of them is killed instead of stopped, inside the
         # rebalance that the first one's leaving started.
         fleet = self.fleet
-        since = fleet.quiet_rebalances("w4")
+        self.settle_group()
+        since = fleet.rebalances("w4")
         fleet.stop("w3", "scaled down")
         hit = fleet.wait_rebalance("w4", since)
         fleet.kill("w4", "while scaling down", hit)
@@ -563,16 +576,17 @@ def budget_arm(
     fleet.start("w1")
     fleet.start("w2")
     fleet.ready("w1", "w2")
-    stream = Stream(stack, topics["ingest"], items, args.budget_rate).start(backlog=0)
-    rebalances_before = 0.0
     try:
-        time.sleep(5)
+        fleet.settled(PARTITIONS)
+        stream = Stream(stack, topics["ingest"], items, args.budget_rate).start(backlog=0)
+        time.sleep(args.budget_hold_s)
         rebalances_before = fleet.rebalances("w1")
         for _ in range(3):
             fleet.start("w3")
             fleet.ready("w3")
             time.sleep(args.budget_hold_s)
             fleet.stop("w3", "scaled down")
+            fleet.settled(PARTITIONS)
             time.sleep(args.budget_hold_s)
         rebalances = int(fleet.rebalances("w1") - rebalances_before)
         stream.join()

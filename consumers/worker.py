@@ -326,6 +326,7 @@ class IngestWorker:
             self._next_offset.pop(tp, None)
             self._generation[tp] = self._generation.get(tp, 0) + 1
         self._paused -= set(partitions)
+        self.metrics.assigned_partitions.set(len(self._offsets))
         log.info("partitions_revoked", partitions=[f"{t.topic}[{t.partition}]" for t in partitions])
 
     def _commit_on_revoke(self, partitions: list[TopicPartition]) -> None:
@@ -396,6 +397,7 @@ class IngestWorker:
         for tp in partitions:
             self._offsets[tp] = PartitionOffsets()
             self._generation[tp] = self._generation.get(tp, 0) + 1
+        self.metrics.assigned_partitions.set(len(self._offsets))
         log.info(
             "partitions_assigned",
             partitions=sorted(f"{t.topic}[{t.partition}]" for t in self._offsets),

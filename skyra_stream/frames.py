@@ -88,9 +88,11 @@ SKIP_NONREF_CODECS = frozenset({"h264", "hevc", "mpeg4", "mpeg2video", "mpeg1vid
 class SampledVideo:
     frames: list[RGBFrame]
     info: VideoInfo
-    # Frames the decoder produced to reach the samples (what the sampling cost, for
-    # benchmarks and tests; not part of any message).
+    # What the sampling cost, for benchmarks and tests (not part of any message): frames the
+    # decoder produced to reach the samples, and CPU seconds of this thread spent scaling
+    # and converting the samples to RGB.
     frames_decoded: int = 0
+    convert_cpu_s: float = 0.0
 
     @property
     def timestamps_s(self) -> list[float]:
@@ -168,6 +170,7 @@ class _Sampler:
         self._skip = limits.skip_nonref and cc.name in SKIP_NONREF_CODECS
         self._wanted: set[int] = set()  # pts of the samples still to decode
         self.frames_decoded = 0
+        self.convert_cpu_s = 0.0
         self.tb: Fraction = self.stream.time_base or Fraction(1, 1_000_000)
         claimed = self._claimed_duration()
         if claimed is not None and claimed > limits.max_duration_s:
@@ -204,7 +207,12 @@ class _Sampler:
             frames_sampled=len(frames),
             timestamps_s=stamps,
         )
-        return SampledVideo(frames=frames, info=info, frames_decoded=self.frames_decoded)
+        return SampledVideo(
+            frames=frames,
+            info=info,
+            frames_decoded=self.frames_decoded,
+            convert_cpu_s=self.convert_cpu_s,
+        )
 
     # -- bounds -----------------------------------------------------------------------------
 
@@ -324,7 +332,9 @@ class _Sampler:
         for frame in frames:
             while pending and frame.pts >= pending[0]:
                 pending.pop(0)
+                started = time.thread_time()
                 picked.append((frame.pts, self._to_rgb(frame)))
+                self.convert_cpu_s += time.thread_time() - started
             if not pending:
                 return True
             if timeline is not None and self._keyframe_between(timeline, frame.pts, pending[0]):

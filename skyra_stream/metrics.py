@@ -45,6 +45,9 @@ class Metrics:
         self.paused = Gauge(
             "skyra_partitions_paused", "Partitions paused by backpressure", registry=r
         )
+        self.assigned_partitions = Gauge(
+            "skyra_assigned_partitions", "Ingest partitions this worker owns now", registry=r
+        )
         self.rebalances = Counter(
             "skyra_rebalances",
             "Rebalances this worker took part in (each revocation of its assignment)",

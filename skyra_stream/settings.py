@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from skyra_stream.cpu import available_cpus
 from skyra_stream.frames import DecodeLimits
 
 MiB = 1 << 20
@@ -128,7 +129,11 @@ class Settings(BaseSettings):
 
     # -- concurrency ------------------------------------------------------------------------
     fetch_concurrency: int = Field(default=8, ge=1, description="Downloads at once.")
-    decode_concurrency: int = Field(default=2, ge=1, description="Decodes at once.")
+    decode_concurrency: int = Field(
+        default=0,
+        ge=0,
+        description="Decodes at once; 0: one per CPU that the container's quota allows.",
+    )
     pipeline_window: int = Field(
         default=64, ge=1, description="Messages in flight before the consumer pauses."
     )
@@ -138,8 +143,16 @@ class Settings(BaseSettings):
     max_frame_pixels: int = Field(default=3840 * 2160, gt=0)
     max_duration_s: float = Field(default=30 * 60.0, gt=0)
     decode_timeout_s: float = Field(default=60.0, gt=0)
-    decode_threads: int = Field(
-        default=0, ge=0, description="FFmpeg threads per decode; 0 lets FFmpeg choose."
+    decode_threads: int | None = Field(
+        default=None,
+        ge=0,
+        description="FFmpeg threads per decode; 0 lets FFmpeg choose; unset: 1 while several "
+        "decodes run at once (they already use every CPU), else one per CPU.",
+    )
+    decode_skip_nonref: bool = Field(
+        default=True,
+        description="Skip decoding frames that no other frame references and that are not "
+        "samples (H.264, HEVC, MPEG-2/4); the samples are bit-identical either way.",
     )
     max_message_bytes: int = Field(default=1 * MiB, gt=0)
     max_metadata_bytes: int = Field(default=16 * 1024, ge=0)
@@ -222,6 +235,14 @@ class Settings(BaseSettings):
                 "kafka_sasl_mechanism, kafka_sasl_username and kafka_sasl_password are required "
                 f"with kafka_security_protocol={self.kafka_security_protocol}"
             )
+        if self.kafka_revoke_budget_s * 1000 > self.kafka_session_timeout_ms / 2:
+            # The budget runs in kafka-python's rebalance listener, on its network thread:
+            # no heartbeat goes out meanwhile, and a budget near the session timeout would
+            # get this worker expelled from the group it is trying to leave cleanly.
+            raise ValueError(
+                f"kafka_revoke_budget_s ({self.kafka_revoke_budget_s:g} s) must be at most half "
+                f"of kafka_session_timeout_ms ({self.kafka_session_timeout_ms} ms)"
+            )
         return self
 
     def bearer_tokens(self) -> list[str]:
@@ -235,10 +256,21 @@ class Settings(BaseSettings):
     def http_is_loopback(self) -> bool:
         return self.http_host in LOOPBACK_HOSTS
 
+    def decode_workers(self) -> int:
+        """Decodes at once: the setting, or the CPUs the container may use."""
+        return self.decode_concurrency or available_cpus()
+
     def decode_limits(self) -> DecodeLimits:
+        threads = self.decode_threads
+        if threads is None:
+            # Throughput comes from decoding videos side by side, one thread each; a lone
+            # decode (the CLI, a one-CPU pod) may as well use every CPU.
+            workers = self.decode_workers()
+            threads = 1 if workers > 1 else available_cpus()
         return DecodeLimits(
             max_pixels=self.max_frame_pixels,
             max_duration_s=self.max_duration_s,
             timeout_s=self.decode_timeout_s,
-            threads=self.decode_threads,
+            threads=threads,
+            skip_nonref=self.decode_skip_nonref,
         )

@@ -53,6 +53,13 @@ def test_sasl_needs_credentials() -> None:
     assert "hunter2-secret" not in repr(ok)  # secrets stay out of logs
 
 
+def test_the_revoke_budget_stays_well_inside_the_session_timeout() -> None:
+    # The budget blocks kafka-python's network thread (no heartbeats meanwhile).
+    with pytest.raises(ValidationError, match="kafka_revoke_budget_s"):
+        Settings(kafka_revoke_budget_s=20, kafka_session_timeout_ms=30_000)
+    assert Settings(kafka_revoke_budget_s=15, kafka_session_timeout_ms=30_000)
+
+
 @pytest.mark.subprocess
 def test_invalid_configuration_fails_at_start_naming_the_variable() -> None:
     env = {**os.environ, "SKYRA_MAX_NUM_SEQS": "lots", "SKYRA_HTTP_PORT": "99999"}
