@@ -227,6 +227,13 @@ class Analysis:
                 log.exception("stage_failed", stage=stage.__name__)
                 self._reject(run, internal_error(exc))
 
+    def _count_decode(self, run: _Run, video: SampledVideo) -> None:
+        self.metrics.decodes.labels(video.decoded_on).inc()
+        if video.fallback is not None:
+            kind, reason = video.fallback
+            self.metrics.decode_fallbacks.labels(kind).inc()
+            log.info("decode_fallback", event_id=run.job.event.event_id, why=kind, reason=reason)
+
     def _fetch(self, run: _Run) -> None:
         started = time.monotonic()
         inp = run.job.input
@@ -278,6 +285,7 @@ class Analysis:
         else:  # pragma: no cover - every input kind is handled above
             raise TypeError(f"unknown input {inp!r}")
         self._time(run, "decode", started)
+        self._count_decode(run, video)
         run.video = video
         request = EngineRequest(
             run.job.event.event_id, video.frames, video.timestamps_s, priority=run.job.priority

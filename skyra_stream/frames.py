@@ -15,6 +15,9 @@ checked between packets and frames.
 from __future__ import annotations
 
 import bisect
+import dataclasses
+import functools
+import io
 import itertools
 import os
 import time
@@ -24,9 +27,11 @@ from fractions import Fraction
 from typing import IO, Any
 
 import av
+import av.codec.hwaccel
 import av.error
 import numpy as np
 import numpy.typing as npt
+from av.codec.hwaccel import HWAccel
 
 from skyra_stream.errors import ErrorCode, SkyraError
 from skyra_stream.messages import VideoInfo
@@ -77,6 +82,9 @@ class DecodeLimits:
     # that are not a sample are not decoded at all (FFmpeg's skip_frame=NONREF, lifted for
     # the samples' own packets). The samples are bit-identical either way (tests/test_frames).
     skip_nonref: bool = True
+    # "cuda": decode on the GPU's video engines (NVDEC), falling back to software per video
+    # when the GPU cannot take it (the reason is in SampledVideo.fallback_reason).
+    device: str = "cpu"
 
 
 # Decoders whose skip_frame is honoured per packet, as this sampler switches it. Others (dav1d,
@@ -93,6 +101,10 @@ class SampledVideo:
     # and converting the samples to RGB.
     frames_decoded: int = 0
     convert_cpu_s: float = 0.0
+    decoded_on: str = "cpu"
+    # Why a video asked for the GPU was decoded in software: (kind, message), kind one of
+    # HARDWARE_FALLBACKS.
+    fallback: tuple[str, str] | None = None
 
     @property
     def timestamps_s(self) -> list[float]:
@@ -101,11 +113,82 @@ class SampledVideo:
 
 Source = str | os.PathLike[str] | IO[bytes]
 
+# What NVDEC decodes (codec, then chroma formats it takes); the rest goes to software without
+# trying. H.264 is 8-bit 4:2:0 only on every NVIDIA GPU; sizes outside NVDEC_SIDES neither.
+NVDEC_CODECS: dict[str, frozenset[str] | None] = {
+    "h264": frozenset({"yuv420p", "yuvj420p"}),
+    "hevc": None,  # 8 to 12 bit, 4:2:0 and 4:4:4 on Turing and later
+    "av1": None,
+    "vp9": None,
+    "vp8": None,
+    "mpeg1video": None,
+    "mpeg2video": None,
+    "mpeg4": None,
+    "vc1": None,
+    "mjpeg": None,
+}
+NVDEC_SIDES = (48, 8192)
+HARDWARE_FALLBACKS = ("device", "codec", "format", "size", "error")
+
+
+class _NoHardwareError(Exception):
+    """This video cannot be decoded on the GPU; `kind` is one of HARDWARE_FALLBACKS."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+@functools.cache
+def cuda_decode_available() -> bool:
+    """Whether this process can decode on an NVIDIA GPU: FFmpeg built with CUDA (the PyAV
+    wheel is), a driver with its video capability, and a device: tried once on a clip made
+    here."""
+    if "cuda" not in av.codec.hwaccel.hwdevices_available():
+        return False
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+        for i in range(2):
+            frame = av.VideoFrame.from_ndarray(np.full((64, 64, 3), i * 60, np.uint8), "rgb24")
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    buf.seek(0)
+    try:
+        video = _sample(
+            buf, DecodeLimits(num_frames=1), HWAccel("cuda", allow_software_fallback=False)
+        )
+    except (_NoHardwareError, SkyraError):
+        return False
+    return video.decoded_on == "cuda"
+
 
 def sample_video(source: Source, limits: DecodeLimits | None = None) -> SampledVideo:
     """Decode `limits.num_frames` frames spread uniformly over the video, upright, RGB, with
     the short side scaled to `limits.short_side`, each with its presentation time."""
     limits = limits or DecodeLimits()
+    if limits.device != "cuda":
+        return _sample(source, limits, None)
+    start = source.tell() if not isinstance(source, str | os.PathLike) else 0
+    try:
+        return _sample(source, limits, HWAccel("cuda", allow_software_fallback=False))
+    except _NoHardwareError as exc:
+        fallback = (exc.kind, str(exc))
+    except SkyraError as exc:
+        # The GPU path refused or broke: software decides whether the input is at fault
+        # (it raises the same error) or the GPU was (it works). Checks made before any
+        # decoding (size, duration, no video) give the same answer either way.
+        if exc.code not in (ErrorCode.NOT_A_VIDEO, ErrorCode.DECODE_FAILED):
+            raise
+        fallback = ("error", exc.message)
+    if not isinstance(source, str | os.PathLike):
+        source.seek(start)
+    video = _sample(source, limits, None)
+    return dataclasses.replace(video, fallback=fallback)
+
+
+def _sample(source: Source, limits: DecodeLimits, hwaccel: HWAccel | None) -> SampledVideo:
     deadline = time.monotonic() + limits.timeout_s
     try:
         container = av.open(  # type: ignore[call-overload]  # stubs say list[str]; dicts are right
@@ -117,11 +200,16 @@ def sample_video(source: Source, limits: DecodeLimits | None = None) -> SampledV
             # max_pixels makes the probe refuse to decode past the cap; the header still
             # gives the size, and _check_pixels refuses it.
             stream_options=[{"max_pixels": str(limits.max_pixels)}] * _PROBED_STREAMS,
+            hwaccel=hwaccel,
         )
     except Exception as exc:  # FFmpegError mostly; any failure to open is the input's
+        if hwaccel is not None:  # ... or the GPU's: software will tell
+            raise _NoHardwareError("device", f"opening on the GPU failed: {exc}") from None
         raise SkyraError(ErrorCode.NOT_A_VIDEO, f"not a readable container: {exc}") from None
     try:
-        return _Sampler(container, limits, deadline).run()
+        return _Sampler(container, limits, deadline, hwaccel is not None).run()
+    except _NoHardwareError:
+        raise
     except SkyraError:
         raise
     except av.error.FFmpegError as exc:
@@ -145,7 +233,9 @@ class _Timeline:
 
 
 class _Sampler:
-    def __init__(self, container: Any, limits: DecodeLimits, deadline: float) -> None:
+    def __init__(
+        self, container: Any, limits: DecodeLimits, deadline: float, hardware: bool = False
+    ) -> None:
         self.container = container
         self.limits = limits
         self.deadline = deadline
@@ -166,6 +256,9 @@ class _Sampler:
         if cc is None:  # FFmpeg found a stream but no decoder for it
             raise SkyraError(ErrorCode.DECODE_FAILED, "no decoder for the video stream")
         self._check_pixels(cc.width, cc.height)
+        self.hardware = hardware
+        if hardware:
+            self._check_nvdec(cc)
         cc.thread_count = limits.threads
         self._skip = limits.skip_nonref and cc.name in SKIP_NONREF_CODECS
         self._wanted: set[int] = set()  # pts of the samples still to decode
@@ -207,11 +300,15 @@ class _Sampler:
             frames_sampled=len(frames),
             timestamps_s=stamps,
         )
+        on_gpu = self.hardware and bool(self.stream.codec_context.is_hwaccel)
+        if self.hardware and not on_gpu:
+            raise _NoHardwareError("error", "FFmpeg did not attach the CUDA decoder")
         return SampledVideo(
             frames=frames,
             info=info,
             frames_decoded=self.frames_decoded,
             convert_cpu_s=self.convert_cpu_s,
+            decoded_on="cuda" if on_gpu else "cpu",
         )
 
     # -- bounds -----------------------------------------------------------------------------
@@ -221,6 +318,20 @@ class _Sampler:
             raise SkyraError(
                 ErrorCode.VIDEO_TOO_LARGE,
                 f"frame is {width}x{height}, the limit is {self.limits.max_pixels} pixels",
+            )
+
+    @staticmethod
+    def _check_nvdec(cc: Any) -> None:
+        formats = NVDEC_CODECS.get(cc.name, frozenset())
+        if formats is not None and not formats:
+            raise _NoHardwareError("codec", f"NVDEC does not decode {cc.name}")
+        pix_fmt = cc.format.name if cc.format is not None else None
+        if formats is not None and pix_fmt not in formats:
+            raise _NoHardwareError("format", f"NVDEC does not decode {cc.name} in {pix_fmt}")
+        low, high = NVDEC_SIDES
+        if not (low <= cc.width <= high and low <= cc.height <= high):
+            raise _NoHardwareError(
+                "size", f"{cc.width}x{cc.height} is outside NVDEC's {low} to {high} pixels"
             )
 
     def _check_deadline(self) -> None:

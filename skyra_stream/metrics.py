@@ -29,6 +29,15 @@ class Metrics:
             buckets=STAGE_BUCKETS,
             registry=r,
         )
+        self.decodes = Counter(
+            "skyra_decodes", "Videos decoded, by where (cpu or cuda)", ["device"], registry=r
+        )
+        self.decode_fallbacks = Counter(
+            "skyra_decode_fallbacks",
+            "Videos asked of the GPU decoder that went to software, by why",
+            ["why"],
+            registry=r,
+        )
         self.in_flight = Gauge("skyra_in_flight_messages", "Messages being processed", registry=r)
         self.engine_in_flight = Gauge(
             "skyra_engine_in_flight", "Videos inside the engine", registry=r

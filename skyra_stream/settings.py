@@ -14,7 +14,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from skyra_stream.cpu import available_cpus
-from skyra_stream.frames import DecodeLimits
+from skyra_stream.frames import DecodeLimits, cuda_decode_available
 
 MiB = 1 << 20
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
@@ -149,6 +149,12 @@ class Settings(BaseSettings):
         description="FFmpeg threads per decode; 0 lets FFmpeg choose; unset: 1 while several "
         "decodes run at once (they already use every CPU), else one per CPU.",
     )
+    decode_device: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto",
+        description="Where to decode: `cuda` on the GPU's video engines (NVDEC), falling back "
+        "to software per video with the reason logged; `auto`: cuda when this process can "
+        "decode on a GPU, else cpu.",
+    )
     decode_skip_nonref: bool = Field(
         default=True,
         description="Skip decoding frames that no other frame references and that are not "
@@ -273,4 +279,10 @@ class Settings(BaseSettings):
             timeout_s=self.decode_timeout_s,
             threads=threads,
             skip_nonref=self.decode_skip_nonref,
+            device=self.resolved_decode_device(),
         )
+
+    def resolved_decode_device(self) -> str:
+        if self.decode_device == "auto":
+            return "cuda" if cuda_decode_available() else "cpu"
+        return self.decode_device

@@ -22,6 +22,7 @@ from skyra_stream.analysis import (
     StreamInput,
 )
 from skyra_stream.errors import EngineDeadError, ErrorCode
+from skyra_stream.frames import cuda_decode_available
 from skyra_stream.messages import IngestEvent
 from skyra_stream.samples import VideoSpec, write_video
 from skyra_stream.settings import Settings
@@ -256,3 +257,16 @@ def test_the_fake_engines_journal_records_every_submission(root: Path, tmp_path:
         finally:
             a.close()
     assert journal.read_text().splitlines() == ["a", "b", "a"]
+
+
+@pytest.mark.skipif(cuda_decode_available(), reason="a GPU decodes here: nothing falls back")
+def test_a_gpu_decode_that_falls_back_is_counted_with_its_reason(
+    root: Path, engine: FakeEngine
+) -> None:
+    a = Analysis(settings_for(root, decode_device="cuda"), engine)
+    try:
+        assert outcome(a, job(FileInput(root / "c0.mp4"))).verdict
+    finally:
+        a.close()
+    assert a.metrics.decode_fallbacks.labels("device")._value.get() == 1
+    assert a.metrics.decodes.labels("cpu")._value.get() == 1

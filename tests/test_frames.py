@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from skyra_stream.errors import ErrorCode, SkyraError
-from skyra_stream.frames import DecodeLimits, sample_video
+from skyra_stream.frames import DecodeLimits, cuda_decode_available, sample_video
 from skyra_stream.prompt import resized_size
 from skyra_stream.samples import VideoSpec, read_index, write_audio_only, write_video
 
@@ -292,3 +292,90 @@ def test_skipping_decodes_fewer_frames_where_b_frames_are_unreferenced(tmp_path:
     every = sample_video(path, DecodeLimits(threads=1, skip_nonref=False))
     skipping = sample_video(path, DecodeLimits(threads=1, skip_nonref=True))
     assert skipping.frames_decoded < 0.8 * every.frames_decoded
+
+
+# -- decoding on the GPU (NVDEC) ------------------------------------------------------------
+
+NVDEC_CORPUS = [
+    pytest.param(VideoSpec(), "mp4", id="h264"),
+    pytest.param(VideoSpec(options={"bf": "3"}, gop=24, frames=90), "mp4", id="h264-bframes"),
+    pytest.param(
+        VideoSpec(codec="libx265", options={"x265-params": "log-level=error"}), "mkv", id="hevc"
+    ),
+    pytest.param(
+        VideoSpec(
+            codec="libx265", pix_fmt="yuv420p10le", options={"x265-params": "log-level=error"}
+        ),
+        "mkv",
+        id="hevc10",
+    ),
+    pytest.param(VideoSpec(codec="libvpx-vp9"), "webm", id="vp9"),
+    pytest.param(VideoSpec(codec="libsvtav1"), "mkv", id="av1"),
+    pytest.param(VideoSpec(codec="mpeg4"), "avi", id="mpeg4"),
+    pytest.param(VideoSpec(pix_fmt="yuv444p"), "mp4", id="h264-444-software"),
+]
+NVDEC_MIN_PSNR_DB = 40.0  # decoders are bit-exact; only colour conversion paths may differ
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
+
+
+@pytest.mark.skipif(not cuda_decode_available(), reason="no GPU this process can decode on")
+@pytest.mark.parametrize(("spec", "ext"), NVDEC_CORPUS)
+def test_nvdec_gives_the_software_frames(tmp_path: Path, spec: VideoSpec, ext: str) -> None:
+    path = write_video(tmp_path / f"clip.{ext}", spec)
+    gpu = sample_video(path, DecodeLimits(device="cuda"))
+    cpu = sample_video(path, DecodeLimits(device="cpu"))
+    assert gpu.info == cpu.info
+    worst = min(_psnr(a, b) for a, b in zip(gpu.frames, cpu.frames, strict=True))
+    print(f"{spec.codec} {spec.pix_fmt}: on {gpu.decoded_on} {gpu.fallback}, PSNR {worst:.1f} dB")
+    assert worst >= NVDEC_MIN_PSNR_DB
+    if spec.pix_fmt == "yuv444p":
+        assert gpu.fallback is not None
+        assert gpu.fallback[0] == "format"
+
+
+@pytest.mark.skipif(cuda_decode_available(), reason="a GPU is here: the test above covers it")
+def test_asking_for_the_gpu_without_one_decodes_in_software_and_says_why(tmp_path: Path) -> None:
+    path = write_video(tmp_path / "a.mp4", VideoSpec())
+    for source in (path, io.BytesIO(path.read_bytes())):
+        video = sample_video(source, DecodeLimits(device="cuda"))
+        assert video.decoded_on == "cpu"
+        assert video.fallback is not None
+        assert video.fallback[0] == "device"
+        assert [read_index(f) for f in video.frames] == LINSPACE_60
+    # A bad input is still the input's fault, with the software path's code.
+    assert _code(io.BytesIO(b"\x00" * 4096), DecodeLimits(device="cuda")) is ErrorCode.NOT_A_VIDEO
+
+
+@pytest.mark.parametrize(
+    ("codec", "pix_fmt", "size", "kind"),
+    [
+        ("h264", "yuv420p", (1920, 1080), None),
+        ("h264", "yuv420p10le", (1920, 1080), "format"),
+        ("h264", "yuv444p", (1920, 1080), "format"),
+        ("hevc", "yuv420p10le", (3840, 2160), None),
+        ("prores", "yuv422p10le", (1920, 1080), "codec"),
+        ("gif", "bgr8", (320, 240), "codec"),
+        ("hevc", "yuv420p", (16384, 64), "size"),
+        ("h264", "yuv420p", (32, 32), "size"),
+    ],
+)
+def test_what_nvdec_cannot_decode_goes_to_software_without_trying(
+    codec: str, pix_fmt: str, size: tuple[int, int], kind: str | None
+) -> None:
+    from types import SimpleNamespace
+
+    from skyra_stream.frames import _NoHardwareError, _Sampler
+
+    cc = SimpleNamespace(
+        name=codec, format=SimpleNamespace(name=pix_fmt), width=size[0], height=size[1]
+    )
+    if kind is None:
+        _Sampler._check_nvdec(cc)
+    else:
+        with pytest.raises(_NoHardwareError) as err:
+            _Sampler._check_nvdec(cc)
+        assert err.value.kind == kind
