@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.skyra-setup
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help setup demo test test-fast test-all chaos chaos-fleet soak lint bench bench-frames bench-engine bench-guided bench-decode bench-worker bench-api bench-analyze schemas clean
+.PHONY: help setup demo test test-fast test-all chaos chaos-fleet soak lint bench bench-frames bench-engine bench-guided bench-decode bench-ceiling bench-worker bench-api bench-analyze schemas clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -51,7 +51,7 @@ lint: setup  ## ruff and mypy
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-bench: bench-frames bench-engine bench-guided bench-decode bench-worker bench-api bench-analyze  ## every benchmark
+bench: bench-frames bench-engine bench-guided bench-decode bench-ceiling bench-worker bench-api bench-analyze  ## every benchmark
 
 bench-frames: setup  ## frame sampler against decode-everything (last line: ratios)
 	$(PY) -m benchmarks.frames
@@ -62,8 +62,11 @@ bench-engine: setup  ## reference vs worker vs offline engine (last line: ratios
 bench-guided: setup  ## cost of regex-guided decoding per step
 	$(PY) -m benchmarks.guided
 
-bench-decode: setup  ## decode stage in threads vs processes
+bench-decode: setup  ## the worker's per-video CPU work on production-shaped uploads, threads vs processes
 	$(PY) -m benchmarks.decode_pool
+
+bench-ceiling: setup  ## pre-GPU ceiling: CPU-s per video by stage on production-shaped uploads, skip and sizing arms (last line: ratios)
+	$(PY) -m benchmarks.decode_ceiling $(BENCH_ARGS)
 
 bench-worker: setup  ## end-to-end worker vs engine alone; peak RSS with a 5,000-event backlog
 	$(PY) -m benchmarks.worker

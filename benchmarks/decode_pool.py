@@ -1,45 +1,64 @@
-"""Decode in threads or in processes? The worker's decode stage, both ways, side by side.
+"""Decode in threads or in processes? The worker's CPU work per video, both ways, side by side.
 
-PyAV releases the GIL while FFmpeg decodes, so threads may be enough; processes add the cost
-of pickling 16 frames back (about 4 MB a video) but escape the GIL for the Python parts
-(packet scan, conversion). Each arm decodes the same clips from disk with the same number of
-workers (`--workers`, default: the core count) and one FFmpeg thread per decode, as the
-worker does under load; arms alternate over `--repeats` rounds and medians are kept.
-Last line, for scripts: `ratio processes_vs_threads=<x.xx>` (videos/s of processes over
-threads; above 1 means processes are faster).
+Per video the worker process does more than FFmpeg's decoding, which releases the GIL: the
+packet scan and frame conversion in PyAV, and vLLM's image processor (the Qwen2-VL
+processor, numpy and torch) on the 16 frames, which hold it for part of their time.
+Processes escape the GIL but pay for pickling 16 frames back (about 4 MB a video). Each arm
+runs the same uploads shaped like production (`benchmarks.uploads`: 1080p and 4K, long GOPs,
+B-frames, up to a minute) from disk, sampled as the worker samples them (one FFmpeg thread,
+unreferenced frames skipped) and then processed, with `--workers` at once (default: the
+CPUs this container may use); arms alternate over `--repeats` rounds and medians are kept.
+Last line: `ratio processes_vs_threads=<x.xx>` (videos/s of processes over threads; above 1
+means processes are faster).
 
-    python -m benchmarks.decode_pool [--clips 16] [--workers 2] [--repeats 3]
+    python -m benchmarks.decode_pool [--workers N] [--repeats 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import os
 import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
+from benchmarks.uploads import write_uploads
+from skyra_stream.cpu import available_cpus
 from skyra_stream.frames import DecodeLimits, sample_video
-from skyra_stream.samples import VideoSpec, write_video
 
 LIMITS = DecodeLimits(threads=1, timeout_s=600)
+# Per process (each pool worker loads its own processor once): the model folder and the
+# loaded processor.
+_STATE: dict[str, Any] = {}
 
 
-def decode(path: str) -> int:
+def _processor() -> Any:
+    if "processor" not in _STATE:
+        import torch
+        from transformers import AutoImageProcessor
+
+        torch.set_num_threads(1)
+        _STATE["processor"] = AutoImageProcessor.from_pretrained(_STATE["model"])
+    return _STATE["processor"]
+
+
+def _init(model: Path) -> None:
+    _STATE["model"] = model
+    _processor()
+
+
+def work(path: str) -> list[object]:
+    """What the worker process does per video before the engine: sample, then process."""
     video = sample_video(path, LIMITS)
-    return sum(f.nbytes for f in video.frames)
-
-
-def decode_frames(path: str) -> list[object]:
-    """What the worker needs back from a decode: the frames themselves (pickled)."""
-    return list(sample_video(path, LIMITS).frames)
+    _processor()(images=video.frames, return_tensors="pt")
+    return list(video.frames)
 
 
 def run(pool: concurrent.futures.Executor, paths: list[str]) -> float:
     start = time.perf_counter()
-    results = list(pool.map(decode_frames, paths))
+    results = list(pool.map(work, paths))
     elapsed = time.perf_counter() - start
     assert len(results) == len(paths)
     return elapsed
@@ -49,40 +68,34 @@ def main() -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--clips", type=int, default=16)
-    ap.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--workers", type=int, default=available_cpus())
+    ap.add_argument("--copies", type=int, default=2, help="of each upload shape per round")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--out", type=Path, default=Path("bench-out/decode-pool"))
+    ap.add_argument("--out", type=Path, default=Path("bench-out/ceiling"))
     args = ap.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(args.clips):
-        path = args.out / f"clip{i}.mp4"
-        if not path.exists():
-            write_video(
-                path,
-                VideoSpec(
-                    width=1280,
-                    height=720,
-                    fps=30,
-                    frames=150,
-                    gop=60,
-                    seed=i,
-                    options={"preset": "veryfast"},
-                ),
-            )
-        paths.append(str(path))
+    from skyra_stream.tiny_model import build_tiny_model
+
+    model = build_tiny_model(args.out / "tiny-model")
+    uploads = write_uploads(args.out / "uploads")
+    paths = [str(p) for p in uploads.values()] * args.copies
+    _init(model)
     times: dict[str, list[float]] = {"threads": [], "processes": []}
     with (
         concurrent.futures.ThreadPoolExecutor(args.workers) as threads,
-        concurrent.futures.ProcessPoolExecutor(args.workers) as processes,
+        concurrent.futures.ProcessPoolExecutor(
+            args.workers, initializer=_init, initargs=(model,)
+        ) as processes,
     ):
-        list(processes.map(decode, paths[: args.workers]))  # start the workers
+        list(processes.map(work, paths[: args.workers]))  # start and warm the workers
+        list(threads.map(work, paths[: args.workers]))
         for _ in range(args.repeats):
             times["threads"].append(run(threads, paths))
             times["processes"].append(run(processes, paths))
-    rate = {k: args.clips / statistics.median(v) for k, v in times.items()}
-    print(f"{args.clips} clips of 720p x 5 s, {args.workers} workers, 1 FFmpeg thread each")
+    rate = {k: len(paths) / statistics.median(v) for k, v in times.items()}
+    print(
+        f"{len(paths)} uploads ({', '.join(u.name for u in uploads)}), "
+        f"{args.workers} workers, 1 FFmpeg thread each, image processing included"
+    )
     for name, values in times.items():
         runs = " ".join(f"{v:.2f}" for v in values)
         print(f"{name:<10} {rate[name]:6.2f} videos/s   runs (s): {runs}")

@@ -39,6 +39,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import signal
 import sys
 import threading
@@ -293,8 +294,7 @@ class Campaign:
         self.args = args
         self.rng = random.Random(args.seed)
         real = frozenset({"w1"}) if args.real_engine else frozenset()
-        journals = stack.out / "journals" / "main"
-        journals.mkdir(parents=True, exist_ok=True)
+        journals = fresh_folder(stack.out / "journals" / "main")
         self.fleet = Fleet(stack, "fleet", TOPICS, journals, real)
         self.collector = Collector(stack.broker.bootstrap)
         self.scale_steps = 0
@@ -484,6 +484,13 @@ class Campaign:
         return ledger
 
 
+def fresh_folder(folder: Path) -> Path:
+    """An empty folder: journals of an earlier run in the same --out would be counted."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return folder
+
+
 def journal_counts(folder: Path) -> Counter[str]:
     """Requests submitted per event id, over every fake member's journal."""
     counts: Counter[str] = Counter()
@@ -546,8 +553,7 @@ def budget_arm(
     tag = f"budget{budget_s:g}".replace(".", "_")
     topics = {k: f"{tag}.{k}" for k in ("ingest", "verdicts", "dead")}
     stack.broker.create_topics(list(topics.values()), PARTITIONS)
-    journals = stack.out / "journals" / tag
-    journals.mkdir(parents=True, exist_ok=True)
+    journals = fresh_folder(stack.out / "journals" / tag)
     fleet = Fleet(
         stack,
         tag,

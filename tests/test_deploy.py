@@ -252,3 +252,16 @@ def test_pods_may_decode_on_the_gpu() -> None:
         [worker] = deployment["spec"]["template"]["spec"]["containers"]
         env = {e["name"]: e.get("value") for e in worker["env"]}
         assert "video" in env["NVIDIA_DRIVER_CAPABILITIES"].split(",")
+
+
+@pytest.mark.parametrize("path", OVERLAYS, ids=lambda p: p.name)
+def test_the_lag_threshold_follows_from_throughput_and_the_latency_target(path: Path) -> None:
+    # KEDA runs ceil(lag / lagThreshold) replicas; each clears `rate` videos/s, so a
+    # backlog waits lagThreshold / rate seconds. The threshold is rate x target, rounded
+    # down, from the two numbers the ScaledObject declares (and docs/deploy.md derives).
+    scaled = by_kind(render(path), "ScaledObject")[0]
+    notes = scaled["metadata"]["annotations"]
+    rate = float(notes["skyra.dev/pod-videos-per-second"])
+    target = float(notes["skyra.dev/backlog-wait-target-seconds"])
+    [trigger] = scaled["spec"]["triggers"]
+    assert int(trigger["metadata"]["lagThreshold"]) == max(1, int(rate * target))
