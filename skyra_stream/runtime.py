@@ -18,6 +18,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from types import FrameType
 
 import structlog
@@ -106,11 +107,21 @@ def run(settings: Settings, *, kafka: bool) -> int:
         log.exception("crashed")
         code = EXIT_FATAL
     finally:
+        # Each step runs whatever the one before it raised: a producer that cannot flush
+        # (the broker gone) once skipped closing the engine here.
+        steps: list[tuple[str, Callable[[], None]]] = [
+            ("server", lambda: server.close(timeout_s=settings.api_timeout_s + 5)),
+            ("analysis", analysis.close),
+            ("engine", engine.close),
+        ]
         if publisher is not None:
-            publisher.close()
-        server.close(timeout_s=settings.api_timeout_s + 5)  # API callers finish first
-        analysis.close()
-        engine.close()
+            steps.insert(0, ("publisher", publisher.close))
+        for name, close in steps:
+            try:
+                close()
+            except Exception:
+                log.warning("close_failed", part=name, exc_info=True)
+                code = code or EXIT_FATAL
         log.info("exit", code=code)
         sys.stderr.flush()
     return code
