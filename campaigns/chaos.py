@@ -41,7 +41,7 @@ from pathlib import Path
 import psutil
 
 from campaigns.corpus import Planned, build_objects, plan
-from campaigns.ledger import Ledger, balance
+from campaigns.ledger import Ledger
 from campaigns.stack import (
     BUCKET,
     GROUP,
@@ -51,9 +51,9 @@ from campaigns.stack import (
     Collector,
     Stack,
     Supervisor,
+    balance_outputs,
     loopback_stack,
 )
-from skyra_stream.devstack.broker import committed_vs_end, read_all
 from skyra_stream.devstack.faulty_proxy import Fault
 from skyra_stream.producers.ingest import IngestProducer
 from skyra_stream.settings import Settings
@@ -245,21 +245,7 @@ class Campaign:
         self.log(f"  accounted {done}/{len(expected)} event ids ({self.collector.records} records)")
 
     def balance(self) -> Ledger:
-        bootstrap = self.stack.broker.bootstrap
-        verdicts = [json.loads(v) for _, v, _ in read_all(bootstrap, TOPICS["verdicts"])]
-        dead = [json.loads(v) for _, v, _ in read_all(bootstrap, TOPICS["dead"])]
-        ledger = balance(
-            self.items,
-            verdicts,
-            dead,
-            fetched_paths=[path for _, path in self.stack.proxy.requests],
-            allowed_buckets=[BUCKET],
-        )
-        if not any(p.lstrip("/").startswith(BUCKET + "/") for _, p in self.stack.proxy.requests):
-            ledger.problems.append("the proxy saw no fetch at all: the allowlist check is void")
-        committed, end = committed_vs_end(bootstrap, TOPICS["ingest"], GROUP)
-        if committed != end:
-            ledger.problems.append(f"committed offsets {committed} != log end {end}")
+        ledger, _ = balance_outputs(self.stack, self.items, GROUP)
         ledger.problems += self.problems + self.supervisor.unplanned
         exits = Counter(f"{why}->{code}" for why, code in self.supervisor.exits)
         self.log("worker exits: " + ", ".join(f"{k} x{v}" for k, v in sorted(exits.items())))

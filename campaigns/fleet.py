@@ -52,7 +52,7 @@ from pathlib import Path
 import psutil
 
 from campaigns.corpus import Planned, build_objects, plan
-from campaigns.ledger import Ledger, balance
+from campaigns.ledger import Ledger
 from campaigns.stack import (
     BUCKET,
     PRIVATE_BUCKET,
@@ -60,9 +60,9 @@ from campaigns.stack import (
     WORKER_SETTINGS,
     Collector,
     Stack,
+    balance_outputs,
     loopback_stack,
 )
-from skyra_stream.devstack.broker import committed_vs_end, read_all
 from skyra_stream.devstack.processes import ChildProcess
 from skyra_stream.producers.ingest import IngestProducer
 from skyra_stream.settings import Settings
@@ -431,19 +431,7 @@ class Campaign:
         log(f"  accounted {done}/{len(expected)} event ids ({self.collector.records} records)")
 
     def balance(self) -> FleetLedger:
-        bootstrap = self.stack.broker.bootstrap
-        verdicts = [json.loads(v) for _, v, _ in read_all(bootstrap, TOPICS["verdicts"])]
-        dead = [json.loads(v) for _, v, _ in read_all(bootstrap, TOPICS["dead"])]
-        base = balance(
-            self.items,
-            verdicts,
-            dead,
-            fetched_paths=[path for _, path in self.stack.proxy.requests],
-            allowed_buckets=[BUCKET],
-        )
-        committed, end = committed_vs_end(bootstrap, TOPICS["ingest"], self.fleet.group)
-        if committed != end:
-            base.problems.append(f"committed offsets {committed} != log end {end}")
+        base, verdicts = balance_outputs(self.stack, self.items, self.fleet.group)
         base.problems += self.fleet.problems
         analyses = journal_counts(self.fleet.journal_dir)
         # The real member journals nothing: its analyses are its published verdicts.

@@ -20,8 +20,10 @@ from typing import Any
 
 import boto3
 
+from campaigns.corpus import Planned
+from campaigns.ledger import Ledger, balance
 from skyra_stream.consumers.readers import topic_reader
-from skyra_stream.devstack.broker import TansuBroker
+from skyra_stream.devstack.broker import TansuBroker, committed_vs_end, read_all
 from skyra_stream.devstack.faulty_proxy import FaultyProxy
 from skyra_stream.devstack.processes import ChildProcess
 from skyra_stream.tiny_model import build_tiny_model
@@ -178,3 +180,22 @@ class Collector:
         self._stop.set()
         self._thread.join(10)
         self._consumer.close()
+
+
+def balance_outputs(
+    stack: Stack, items: list[Planned], group: str
+) -> tuple[Ledger, list[dict[str, Any]]]:
+    """Read both output topics from the start and balance them against the plan: the
+    ledger, with the checks every campaign makes (fetches inside the allowlist, and some
+    at all; the group's offsets at the log end), and the verdict records."""
+    bootstrap = stack.broker.bootstrap
+    verdicts = [json.loads(v) for _, v, _ in read_all(bootstrap, TOPICS["verdicts"])]
+    dead = [json.loads(v) for _, v, _ in read_all(bootstrap, TOPICS["dead"])]
+    requests = [path for _, path in stack.proxy.requests]
+    ledger = balance(items, verdicts, dead, fetched_paths=requests, allowed_buckets=[BUCKET])
+    if not any(p.lstrip("/").startswith(BUCKET + "/") for p in requests):
+        ledger.problems.append("the proxy saw no fetch at all: the allowlist check is void")
+    committed, end = committed_vs_end(bootstrap, TOPICS["ingest"], group)
+    if committed != end:
+        ledger.problems.append(f"committed offsets {committed} != log end {end}")
+    return ledger, verdicts
