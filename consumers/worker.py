@@ -312,7 +312,8 @@ class IngestWorker:
         self.consumer.close(autocommit=False)
         return EXIT_FATAL
 
-    # -- rebalance (called by kafka-python inside poll, on this thread) ----------------------
+    # -- rebalance: called while this thread waits inside poll() (or close()); kafka-python 3
+    # -- runs the listener on its network thread, so never at the same time as the loop ----
 
     def revoked(self, partitions: Iterable[TopicPartition]) -> None:
         self.metrics.rebalances.inc()
@@ -361,7 +362,7 @@ class IngestWorker:
 
         This runs inside poll() while the group rebalances: the budget delays the rebalance
         by at most that long (well inside the rebalance timeout, max.poll.interval.ms)."""
-        budget = self.settings.kafka_revoke_budget_s
+        budget = self.settings.revoke_budget_s()
         deadline = time.monotonic() + budget
 
         def unfinished() -> int:

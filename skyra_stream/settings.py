@@ -66,7 +66,8 @@ class Settings(BaseSettings):
         ge=0,
         le=120,
         description="On a rebalance, how long revoked partitions' work in flight may take "
-        "to finish and be committed before the partitions are given up.",
+        "to finish and be committed before the partitions are given up; at most half of "
+        "kafka_session_timeout_ms.",
     )
 
     # -- process --------------------------------------------------------------------------
@@ -241,15 +242,14 @@ class Settings(BaseSettings):
                 "kafka_sasl_mechanism, kafka_sasl_username and kafka_sasl_password are required "
                 f"with kafka_security_protocol={self.kafka_security_protocol}"
             )
-        if self.kafka_revoke_budget_s * 1000 > self.kafka_session_timeout_ms / 2:
-            # The budget runs in kafka-python's rebalance listener, on its network thread:
-            # no heartbeat goes out meanwhile, and a budget near the session timeout would
-            # get this worker expelled from the group it is trying to leave cleanly.
-            raise ValueError(
-                f"kafka_revoke_budget_s ({self.kafka_revoke_budget_s:g} s) must be at most half "
-                f"of kafka_session_timeout_ms ({self.kafka_session_timeout_ms} ms)"
-            )
         return self
+
+    def revoke_budget_s(self) -> float:
+        """The revoke budget in force: at most half the session timeout. It runs in
+        kafka-python's rebalance listener, on its network thread: no heartbeat goes out
+        meanwhile, and a budget near the session timeout would get this worker expelled
+        from the group it is trying to hand partitions over to cleanly."""
+        return min(self.kafka_revoke_budget_s, self.kafka_session_timeout_ms / 2000)
 
     def bearer_tokens(self) -> list[str]:
         """Tokens from SKYRA_API_TOKENS and SKYRA_API_TOKENS_FILE (blank lines and # ignored)."""

@@ -402,9 +402,13 @@ def test_timeout_answers_504_and_cancels_the_engine_request(
     call(60)  # warm: the first call pays for imports and compiled kernels
     times = _verdict(call(60)).timings_ms
     assert times.infer is not None
-    timeout_s = (times.decode or 0.0) / 1000 + times.infer / 2000
     aborted = engine.aborted
-    resp = call(timeout_s)
+    # Past decoding and into inference: half the measured inference, less if this busy
+    # machine makes a call faster than the one measured.
+    for share in (0.5, 0.25, 0.1):
+        resp = call((times.decode or 0.0) / 1000 + times.infer * share / 1000)
+        if resp.status_code != 200:
+            break
     assert resp.status_code == 504, resp.text
     assert resp.json()["code"] == "timeout"
     assert engine.aborted == aborted + 1  # aborted in vLLM, not left generating for nobody
