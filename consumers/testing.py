@@ -5,7 +5,8 @@ It implements the part of kafka-python's consumer that `IngestWorker` uses (subs
 a rebalance listener, poll, pause/resume, commit, highwater/position, close), with Kafka's
 semantics where the worker depends on them: an eager rebalance revokes the whole old
 assignment before assigning the new one, a newly assigned partition resumes from its last
-committed offset, a paused partition returns nothing, and a blocking commit() inside a
+committed offset while one that stays keeps its fetch position and paused flag (kafka-python
+3's behaviour), a paused partition returns nothing, and a blocking commit() inside a
 rebalance listener raises, as kafka-python 3 does (listeners run on its network thread;
 commit_async is what works there). What it cannot show (the
 protocol, sessions, a real group) is proved against the Tansu broker in tests/test_worker.py.
@@ -39,7 +40,7 @@ class ScriptedConsumer:
         self.topic = topic
         self.logs: dict[int, list[Record]] = {p: [] for p in range(partitions)}
         self.assigned: set[TopicPartition] = set()
-        self.committed: dict[TopicPartition, int] = {}
+        self.committed_offsets: dict[TopicPartition, int] = {}
         self.commits: list[dict[TopicPartition, int]] = []
         self.fail_commits = 0  # the next N commits raise, as during a rebalance
         self.closed = False
@@ -137,8 +138,22 @@ class ScriptedConsumer:
             self.fail_commits -= 1
             raise KafkaError("commit failed (scripted)")
         done = {tp: om.offset for tp, om in offsets.items()}
-        self.committed.update(done)
+        self.committed_offsets.update(done)
         self.commits.append(done)
+
+    def committed(self, tp: TopicPartition) -> int | None:
+        return self.committed_offsets.get(tp)
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self._positions[tp] = offset
+
+    def seek_to_beginning(self, *partitions: TopicPartition) -> None:
+        for tp in partitions:
+            self._positions[tp] = 0
+
+    def seek_to_end(self, *partitions: TopicPartition) -> None:
+        for tp in partitions:
+            self._positions[tp] = len(self.logs[tp.partition])
 
     def highwater(self, tp: TopicPartition) -> int:
         return len(self.logs[tp.partition])
@@ -159,10 +174,13 @@ class ScriptedConsumer:
                 self._listener.on_partitions_revoked(revoked)
             finally:
                 self._in_listener = False
-        self._paused -= revoked
-        self.assigned = {self.tp(p) for p in partitions}
-        for tp in self.assigned:
-            self._positions[tp] = self.committed.get(tp, 0)
+        new = {self.tp(p) for p in partitions}
+        # As kafka-python 3: a partition that stays keeps its fetch position and its
+        # paused flag; one that leaves loses both; a new one starts at its committed offset.
+        self._paused &= new & revoked
+        for tp in new - revoked:
+            self._positions[tp] = self.committed_offsets.get(tp, 0)
+        self.assigned = new
         if self._listener is not None:
             self._in_listener = True
             try:

@@ -86,6 +86,8 @@ class IngestWorker:
         self._stop = threading.Event()
         self._paused: set[TopicPartition] = set()
         self._next_offset: dict[TopicPartition, int] = {}  # after the last record dispatched
+        # Assigned in the last rebalance, not yet moved back to their committed offset.
+        self._realign_pending: set[TopicPartition] = set()
         self._last_commit = 0.0
         self._last_lag = 0.0
         self.health.ready_when("partitions_assigned", lambda: bool(self._offsets))
@@ -129,6 +131,7 @@ class IngestWorker:
             return self._fatal()
         self._drain_finished()
         self._commit(force=False)
+        self._realign()
         self._backpressure()
         room = self.pipeline.window - self.pipeline.in_flight
         records = self.consumer.poll(
@@ -144,6 +147,8 @@ class IngestWorker:
             offsets = self._offsets.get(tp)
             if offsets is None:
                 continue  # revoked while polling; the new owner reads these again
+            if tp in self._realign_pending:
+                continue  # fetched from the old position; read again from the committed one
             generation = self._generation[tp]
             for record in batch:
                 offsets.started(record.offset)
@@ -211,6 +216,38 @@ class IngestWorker:
             "committed",
             offsets={f"{t.topic}[{t.partition}]": o.offset for t, o in to_commit.items()},
         )
+
+    def _realign(self) -> None:
+        """Start each partition of the last assignment at its committed offset, unpaused.
+
+        kafka-python 3 keeps the fetch position and the paused flag of a partition that
+        stays with this consumer across a rebalance, while this worker starts its books for
+        it afresh (work in flight was dropped at revoke). Left alone, a partition that
+        backpressure had paused stayed paused for good (the fleet campaign found its lag
+        stuck), and the dropped offsets were skipped: the next commit went past them."""
+        if not self._realign_pending:
+            return
+        for tp in list(self._realign_pending):
+            if tp not in self._offsets:
+                self._realign_pending.discard(tp)
+                continue
+            try:
+                committed = self.consumer.committed(tp)
+            except KafkaError as exc:  # broker away: keep skipping its records, try again
+                log.warning(
+                    "realign_failed", partition=f"{tp.topic}[{tp.partition}]", error=repr(exc)
+                )
+                return
+            if committed is not None:
+                self.consumer.seek(tp, committed)
+                self._offsets[tp].committed = committed
+            elif self.settings.kafka_auto_offset_reset == "earliest":
+                self.consumer.seek_to_beginning(tp)
+            else:
+                self.consumer.seek_to_end(tp)
+            self.consumer.resume(tp)
+            self._paused.discard(tp)
+            self._realign_pending.discard(tp)
 
     def _backpressure(self) -> None:
         """Pause what must not be read now; resume the rest.
@@ -398,6 +435,7 @@ class IngestWorker:
         for tp in partitions:
             self._offsets[tp] = PartitionOffsets()
             self._generation[tp] = self._generation.get(tp, 0) + 1
+            self._realign_pending.add(tp)
         self.metrics.assigned_partitions.set(len(self._offsets))
         log.info(
             "partitions_assigned",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -109,7 +110,7 @@ class Rig:
         )
 
     def committed(self) -> dict[int, int]:
-        return {tp.partition: o for tp, o in self.consumer.committed.items()}
+        return {tp.partition: o for tp, o in self.consumer.committed_offsets.items()}
 
     def close(self) -> None:
         self.pipeline.close()
@@ -427,5 +428,33 @@ def test_a_hot_partition_does_not_starve_the_others(root: Path) -> None:
         assert hot_done >= 30, f"only {hot_done} hot events left when the cold ones ended"
         r.turn_until(lambda: lag(0) == 0)
         assert len(r.outcomes()[0]) == 72
+    finally:
+        r.close()
+
+
+def test_a_partition_that_stays_across_a_rebalance_is_read_again_from_its_commit(
+    root: Path,
+) -> None:
+    # kafka-python 3 keeps a retained partition's fetch position and paused flag across a
+    # rebalance (ScriptedConsumer does the same). Here partition 0 is paused by a full
+    # window with its work held in the engine when the group rebalances and gives it back
+    # to this worker. The work is dropped at revoke (no budget), so the partition must be
+    # read again from its committed offset and resumed: before, it stayed paused for good
+    # and, once resumed, its dropped offsets would have been committed past.
+    r = Rig(root, pipeline_window=4)
+    r.worker.subscribe()
+    try:
+        r.turn_until(lambda: bool(r.worker.assignment))
+        r.engine.hold()
+        for i in range(8):
+            r.event(f"stay-{i}", clip=i % 4, partition=0)
+        r.turn_until(lambda: r.engine.in_flight == 4)
+        assert r.consumer.tp(0) in r.consumer.paused()
+        r.consumer.rebalance([0, 1, 2])
+        r.engine.release()
+        r.turn_until(lambda: r.committed().get(0) == 8)
+        submitted = Counter(r.engine.submitted)
+        assert set(submitted) == {f"stay-{i}" for i in range(8)}
+        assert all(submitted[f"stay-{i}"] == 2 for i in range(4))  # dropped, read again
     finally:
         r.close()
