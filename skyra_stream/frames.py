@@ -83,7 +83,8 @@ class DecodeLimits:
     # the samples' own packets). The samples are bit-identical either way (tests/test_frames).
     skip_nonref: bool = True
     # "cuda": decode on the GPU's video engines (NVDEC), falling back to software per video
-    # when the GPU cannot take it (the reason is in SampledVideo.fallback_reason).
+    # when the GPU cannot take it (the reason is in SampledVideo.fallback). A video that
+    # fails on the GPU is tried once more in software, each try with its own timeout_s.
     device: str = "cpu"
 
 
