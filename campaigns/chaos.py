@@ -35,7 +35,6 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -53,6 +52,7 @@ from campaigns.stack import (
     Supervisor,
     balance_outputs,
     loopback_stack,
+    wait_until,
 )
 from skyra_stream.devstack.faulty_proxy import Fault
 from skyra_stream.producers.ingest import IngestProducer
@@ -263,15 +263,6 @@ class Campaign:
         }
         (self.stack.out / "ledger.json").write_text(json.dumps(dump, indent=2))
         return ledger
-
-
-def wait_until(check: Callable[[], bool], timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -62,6 +62,7 @@ from campaigns.stack import (
     Stack,
     balance_outputs,
     loopback_stack,
+    wait_until,
 )
 from skyra_stream.devstack.processes import ChildProcess
 from skyra_stream.producers.ingest import IngestProducer
@@ -77,15 +78,6 @@ ORPHAN_GRACE_S = 10.0
 
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def wait_until(check: Callable[[], bool], timeout_s: float, step_s: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(step_s)
-    return False
 
 
 @dataclass

@@ -12,7 +12,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -199,3 +199,13 @@ def balance_outputs(
     if committed != end:
         ledger.problems.append(f"committed offsets {committed} != log end {end}")
     return ledger, verdicts
+
+
+def wait_until(check: Callable[[], bool], timeout_s: float, step_s: float = 0.2) -> bool:
+    """Poll `check` until it holds (True) or `timeout_s` passes (False)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(step_s)
+    return False
