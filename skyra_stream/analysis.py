@@ -150,7 +150,9 @@ class Analysis:
         # Both pools take API jobs (negative priority) before the backlog, as the engine's
         # in-flight window does: a caller waiting on HTTP never queues behind Kafka work.
         self._fetch_pool = PriorityPool(settings.fetch_concurrency, "fetch")
-        self._decode_pool = PriorityPool(settings.decode_workers(), "decode")
+        # Read once: the CPU quota behind the default is files under /sys/fs/cgroup.
+        self._decode_workers = settings.decode_workers()
+        self._decode_pool = PriorityPool(self._decode_workers, "decode")
         self._lock = threading.Lock()
         # By future, so that a future's callback need not refer to its run: a run refers to
         # its future, and a cycle between them would keep the outcome's frames alive until
@@ -161,7 +163,7 @@ class Analysis:
     def window(self) -> int:
         """Jobs worth having in progress at once: enough to keep the decoders busy and the
         engine's batch full, no more (each holds its decoded frames)."""
-        return self.settings.decode_workers() + self.settings.max_in_flight
+        return self._decode_workers + self.settings.max_in_flight
 
     def start(self, job: Job) -> concurrent.futures.Future[Outcome]:
         """Begin one job; the future resolves with its Outcome (see the module docstring)."""
