@@ -3,11 +3,17 @@
 A publish returns a future that resolves only when the broker has acknowledged the record
 (acks=all: every in-sync replica has it). The pipeline marks a message done, and so lets its
 offset be committed, only after that: a verdict is never lost between publish and commit.
+
+A verdict carries its decision's action as the `action` header, so a downstream consumer can
+route (block queue, review queue, allow) without parsing JSON. With `SKYRA_REVIEW_TOPIC` set,
+a verdict whose action is `review` is also published there, and the publish resolves only
+when both records are acknowledged.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import threading
 from typing import Any
 
 from kafka import KafkaProducer
@@ -19,7 +25,7 @@ from skyra_stream.settings import Settings
 CONTENT_TYPE = b"application/json"
 
 
-def headers(kind: str, event_id: str | None) -> list[tuple[str, bytes]]:
+def headers(kind: str, event_id: str | None, **extra: str) -> list[tuple[str, bytes]]:
     out = [
         ("content-type", CONTENT_TYPE),
         ("schema-version", str(SCHEMA_VERSION).encode()),
@@ -27,6 +33,7 @@ def headers(kind: str, event_id: str | None) -> list[tuple[str, bytes]]:
     ]
     if event_id:
         out.append(("event-id", event_id.encode()))
+    out += [(name.replace("_", "-"), value.encode()) for name, value in extra.items()]
     return out
 
 
@@ -52,22 +59,66 @@ class OutcomePublisher:
         self._producer = KafkaProducer(**config)
 
     def publish(self, outcome: Verdict | DeadLetter) -> concurrent.futures.Future[None]:
+        extra: dict[str, str] = {}
+        topics = []
         if isinstance(outcome, Verdict):
-            topic, kind = self.settings.verdict_topic, "verdict"
+            kind = "verdict"
+            topics.append(self.settings.verdict_topic)
+            if outcome.decision is not None:
+                extra = {
+                    "action": outcome.decision.action,
+                    "policy_id": outcome.decision.policy_id,
+                    "policy_version": outcome.decision.policy_version,
+                }
+                if outcome.decision.action == "review" and self.settings.review_topic:
+                    topics.append(self.settings.review_topic)
         else:
-            topic, kind = self.settings.dead_letter_topic, "dead_letter"
+            kind = "dead_letter"
+            topics.append(self.settings.dead_letter_topic)
         key = outcome.video_id.encode() if outcome.video_id else None
         value = outcome.model_dump_json().encode()
-        done: concurrent.futures.Future[None] = concurrent.futures.Future()
-        sent = self._producer.send(
-            topic, value=value, key=key, headers=headers(kind, outcome.event_id)
+        record_headers = headers(kind, outcome.event_id, **extra)
+        return _all_acked(
+            [
+                self._producer.send(topic, value=value, key=key, headers=record_headers)
+                for topic in topics
+            ]
         )
-        sent.add_callback(lambda _meta: done.set_result(None))
-        sent.add_errback(done.set_exception)
-        return done
+
+    def send(
+        self, topic: str, value: bytes, key: bytes | None, record_headers: list[tuple[str, bytes]]
+    ) -> concurrent.futures.Future[None]:
+        """One record to any topic, acknowledged like the rest (the review loop's audit)."""
+        return _all_acked(
+            [self._producer.send(topic, value=value, key=key, headers=record_headers)]
+        )
 
     def flush(self, timeout_s: float | None = None) -> None:
         self._producer.flush(timeout=timeout_s)
 
     def close(self, timeout_s: float = 30.0) -> None:
         self._producer.close(timeout=timeout_s)
+
+
+def _all_acked(sent: list[Any]) -> concurrent.futures.Future[None]:
+    """A future that resolves when every one of kafka-python's record futures succeeded,
+    and fails with the first error."""
+    done: concurrent.futures.Future[None] = concurrent.futures.Future()
+    remaining = [len(sent)]
+    lock = threading.Lock()
+
+    def ok(_meta: object) -> None:
+        with lock:
+            remaining[0] -= 1
+            if remaining[0] == 0 and not done.done():
+                done.set_result(None)
+
+    def failed(exc: BaseException) -> None:
+        with lock:
+            if not done.done():
+                done.set_exception(exc)
+
+    for record in sent:
+        record.add_callback(ok)
+        record.add_errback(failed)
+    return done

@@ -1,9 +1,10 @@
 """The one analysis path that every front door shares: input -> frames -> engine -> outcome.
 
     Job ─► fetch (I/O pool: allowlist, byte cap, retries)
+        ─► provenance (C2PA) ─► a `skip_model` rule may decide here: no decode, no engine
         ─► decode (CPU pool: 16 frames within the limits)
         ─► engine (any `inference.Engine`; batched with everything else in flight)
-        ─► Outcome: a Verdict, or the SkyraError that says why not
+        ─► decision (the tenant's policy) ─► Outcome: a Verdict, or the SkyraError why not
 
 The Kafka worker, the HTTP API and the CLI differ only in how a job arrives and where its
 outcome goes; the stages, their limits, their timings, the mapping from failure to code
@@ -41,10 +42,19 @@ from skyra_stream.fetch import FetchedObject, ObjectFetcher
 from skyra_stream.frames import SampledVideo, sample_video
 from skyra_stream.images import ImageSource, frames_from_images
 from skyra_stream.inference import Engine, EngineRequest, EngineResult, model_name, settle
-from skyra_stream.messages import IngestEvent, ModelInfo, Source, Verdict
+from skyra_stream.messages import Decision, IngestEvent, ModelInfo, Provenance, Source, Verdict
 from skyra_stream.metrics import Metrics
+from skyra_stream.policy import (
+    PolicyFile,
+    before_model_inputs,
+    decide,
+    decide_before_model,
+    inputs_of,
+    load_policy,
+)
+from skyra_stream.provenance import ProvenanceReader
 from skyra_stream.settings import Settings
-from skyra_stream.verdicts import StageTimes, build_verdict, worker_info
+from skyra_stream.verdicts import StageTimes, build_skipped_verdict, build_verdict, worker_info
 
 log = structlog.get_logger(__name__)
 
@@ -126,6 +136,7 @@ class _Run:
     source: Source | None = None
     fetched: FetchedObject | None = None  # a download waiting for the decoder
     video: SampledVideo | None = None
+    provenance: Provenance | None = None
     times: dict[str, float] = field(default_factory=dict)
     engine_future: concurrent.futures.Future[EngineResult] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -139,11 +150,21 @@ class Analysis:
         *,
         fetcher: ObjectFetcher | None = None,
         metrics: Metrics | None = None,
+        policies: PolicyFile | None = None,
     ) -> None:
         self.settings = settings
         self.engine = engine
         self.fetcher = fetcher or ObjectFetcher(settings)
         self.metrics = metrics or Metrics()
+        # Loaded at start (PolicyError on a bad file): a worker never runs half-configured.
+        self.policies = policies or load_policy(settings.policy_file)
+        self.provenance = (
+            ProvenanceReader.from_paths(
+                settings.c2pa_max_manifest_bytes, settings.c2pa_trust_anchors
+            )
+            if settings.c2pa_enabled
+            else None
+        )
         self.limits = settings.decode_limits()
         self.model = ModelInfo(name=model_name(settings), revision=settings.model_revision)
         self.worker = worker_info(settings.worker_id)
@@ -267,6 +288,8 @@ class Analysis:
             run.future.cancel()
 
     def _decode(self, run: _Run) -> None:
+        if self._decided_before_model(run):
+            return
         started = time.monotonic()
         inp = run.job.input
         if run.fetched is not None:
@@ -333,9 +356,62 @@ class Analysis:
             worker=self.worker,
             times=times,
             settings=self.settings,
-        )
+        ).model_copy(update={"provenance": run.provenance})
+        decision = decide(self.policies, inputs_of(verdict, self.tenant(run.job.event)))
+        verdict = verdict.model_copy(update={"decision": decision})
+        self._count_decision(decision)
         self.metrics.stage_seconds.labels("total").observe(total)
         settle(run.future, Outcome(run.job, verdict=verdict, video=video))
+
+    # -- provenance and early decisions -----------------------------------------------------
+
+    def tenant(self, event: IngestEvent) -> str | None:
+        return event.metadata.get(self.settings.tenant_metadata_key) or None
+
+    def _decided_before_model(self, run: _Run) -> bool:
+        """Read the upload's content credentials; when a `skip_model` rule decides from
+        them, settle the job with a skipped verdict (nothing decoded, no engine request)."""
+        run.provenance = self._read_provenance(run)
+        if run.provenance is not None:
+            self.metrics.provenance.labels(run.provenance.state).inc()
+        inputs = before_model_inputs(self.tenant(run.job.event), run.provenance)
+        decision = decide_before_model(self.policies, inputs)
+        if decision is None:
+            return False
+        if run.fetched is not None:
+            run.fetched.close()
+        assert run.source is not None  # set by the fetch stage
+        verdict = build_skipped_verdict(
+            event=run.job.event,
+            source=run.source,
+            provenance=run.provenance,
+            decision=decision,
+            model=self.model,
+            worker=self.worker,
+            times=StageTimes(
+                fetch=run.times.get("fetch"), total=time.monotonic() - run.job.accepted_at
+            ),
+        )
+        self.metrics.model_skipped.inc()
+        self._count_decision(decision)
+        settle(run.future, Outcome(run.job, verdict=verdict))
+        return True
+
+    def _read_provenance(self, run: _Run) -> Provenance | None:
+        if self.provenance is None:
+            return None
+        inp = run.job.input
+        if run.fetched is not None:
+            return self.provenance.read(run.fetched.body)
+        if isinstance(inp, StreamInput):
+            return self.provenance.read(inp.body)
+        if isinstance(inp, FileInput):
+            with inp.path.open("rb") as body:
+                return self.provenance.read(body)
+        return None  # frames: no file, no credentials
+
+    def _count_decision(self, decision: Decision) -> None:
+        self.metrics.decisions.labels(decision.action).inc()
 
     # -- helpers ----------------------------------------------------------------------------
 

@@ -137,6 +137,76 @@ class WorkerInfo(_Message):
     version: str
 
 
+ProvenanceState = Literal["absent", "trusted", "untrusted", "invalid"]
+Action = Literal["allow", "review", "block"]
+
+
+class Provenance(_Message):
+    """The upload's C2PA content credentials, read before the model runs."""
+
+    present: bool = Field(description="A C2PA manifest store was found in the file.")
+    state: ProvenanceState = Field(
+        description="`absent`: no manifest. `trusted`: signature and content hashes valid, "
+        "signer chains to a configured trust anchor. `untrusted`: valid, but the signer is not "
+        "trusted here. `invalid`: present but failing validation or unreadable (`problems`)."
+    )
+    problems: list[str] = Field(
+        default_factory=list,
+        description="Why a manifest is invalid or untrusted: C2PA validation codes "
+        "(`assertion.bmffHash.mismatch`, `signingCredential.untrusted`, ...) or ours "
+        "(`manifest_too_large`, `unreadable`).",
+    )
+    claim_generator: str | None = Field(default=None, description="The software that signed.")
+    signer: str | None = Field(default=None, description="Signing certificate's subject.")
+    digital_source_type: str | None = Field(
+        default=None, description="The IPTC digital source type the active manifest declares."
+    )
+    declares_generated: bool = Field(
+        default=False,
+        description="The manifest declares the content made by a trained model (IPTC "
+        "`trainedAlgorithmicMedia` or `compositeWithTrainedAlgorithmicMedia`).",
+    )
+    declares_captured: bool = Field(
+        default=False,
+        description="The manifest declares a camera capture (IPTC `digitalCapture`, "
+        "`computationalCapture`).",
+    )
+    read_ms: float = Field(default=0.0, description="Time spent finding and validating it.")
+
+
+class DecisionInputs(_Message):
+    """Everything a policy rule may read, as it was when the rule was applied: an audit
+    can replay the decision from this alone (`skyra-stream policy test`)."""
+
+    tenant: str | None
+    status: Literal["ok", "unparseable", "skipped"]
+    label: Literal["fake", "real"] | None
+    fake_probability: float | None
+    artifact_types: list[str]
+    categories: list[str]
+    groups: list[str]
+    duration_s: float | None
+    provenance: ProvenanceState | None = Field(description="Null when nothing was read.")
+    declares_generated: bool
+    declares_captured: bool
+
+
+class Decision(_Message):
+    """What the platform should do with the upload, and why."""
+
+    action: Action
+    policy_id: str
+    policy_version: str
+    rule: str | None = Field(
+        description="The first rule that matched; null: none did, the "
+        "policy's `otherwise` action applies."
+    )
+    skipped_model: bool = Field(
+        default=False, description="A `skip_model` rule decided before the engine ran."
+    )
+    inputs: DecisionInputs
+
+
 class Verdict(_Message):
     """The grounded answer for one ingest event."""
 
@@ -144,8 +214,10 @@ class Verdict(_Message):
     event_id: str
     video_id: str
     source: Source
-    status: Literal["ok", "unparseable"] = Field(
-        description="`unparseable` when the model gave no usable <answer> (label is then null)."
+    status: Literal["ok", "unparseable", "skipped"] = Field(
+        description="`unparseable` when the model gave no usable <answer>; `skipped` when a "
+        "policy rule decided from provenance alone and the model never ran (label is null "
+        "in both)."
     )
     label: Literal["fake", "real"] | None
     fake_probability: Annotated[float, Field(ge=0.0, le=1.0)] | None
@@ -153,10 +225,16 @@ class Verdict(_Message):
     cleared_regions: list[Region]
     explanation: str | None
     raw_response: str
-    video: VideoInfo
+    video: VideoInfo | None = Field(description="Null only when `status` is `skipped`.")
     model: ModelInfo
     timings_ms: Timings
     worker: WorkerInfo
+    provenance: Provenance | None = Field(
+        default=None, description="Null when the input was not a file (frames) or predates it."
+    )
+    decision: Decision | None = Field(
+        default=None, description="Null only in verdicts made before policies existed."
+    )
     created_at: datetime = Field(default_factory=_utcnow)
 
 

@@ -38,6 +38,17 @@ class Metrics:
             ["why"],
             registry=r,
         )
+        self.decisions = Counter(
+            "skyra_decisions", "Verdicts by the action their policy gave", ["action"], registry=r
+        )
+        self.provenance = Counter(
+            "skyra_provenance", "Uploads by C2PA provenance state", ["state"], registry=r
+        )
+        self.model_skipped = Counter(
+            "skyra_model_skipped",
+            "Uploads a skip_model rule decided without decoding or the engine",
+            registry=r,
+        )
         self.in_flight = Gauge("skyra_in_flight_messages", "Messages being processed", registry=r)
         self.engine_in_flight = Gauge(
             "skyra_engine_in_flight", "Videos inside the engine", registry=r

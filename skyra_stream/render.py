@@ -63,6 +63,8 @@ def render_sheet(
     frames: Sequence[npt.NDArray[np.uint8]], verdict: Verdict, out: Path, *, title: str = ""
 ) -> Path:
     """Write the evidence sheet PNG for one video and return its path."""
+    if verdict.video is None:
+        raise ValueError("a skipped verdict has no frames to draw")
     stamps = verdict.video.timestamps_s
     cell_h = max(f.shape[0] for f in frames)
     cell_w = max(f.shape[1] for f in frames)
@@ -113,6 +115,7 @@ def _header(draw: ImageDraw.ImageDraw, verdict: Verdict, width: int, title: str)
     offset = PAD + draw.textlength(label, font=big) + 16
     draw.text((offset, 14), detail, fill=TEXT, font=small)
     info = verdict.video
+    assert info is not None  # checked above
     meta = (
         f"{title or verdict.video_id}   {info.width}x{info.height} {info.codec} "
         f"{info.duration_s:.1f}s   model {verdict.model.name}"

@@ -164,6 +164,35 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(default=1 * MiB, gt=0)
     max_metadata_bytes: int = Field(default=16 * 1024, ge=0)
 
+    # -- decisions: policies, provenance, review ------------------------------------------
+    policy_file: Path | None = Field(
+        default=None,
+        description="YAML or JSON policy file (skyra_stream.policy); the built-in default "
+        "(review what the model calls fake or cannot answer, allow the rest) when unset.",
+    )
+    tenant_metadata_key: str = Field(
+        default="tenant", min_length=1, description="The ingest metadata key naming the tenant."
+    )
+    c2pa_enabled: bool = Field(default=True, description="Read C2PA content credentials.")
+    c2pa_trust_anchors: Path | None = Field(
+        default=None,
+        description="PEM bundle of the C2PA signers' root certificates this platform trusts; "
+        "without it every valid manifest is `untrusted`.",
+    )
+    c2pa_max_manifest_bytes: int = Field(
+        default=4 * MiB, gt=0, description="A bigger manifest store is `invalid`, not parsed."
+    )
+    review_topic: str | None = Field(
+        default=None, description="Verdicts whose action is `review` are also published here."
+    )
+    review_results_topic: str = Field(
+        default="skyra.review-results", description="Reviewers' decisions (review events)."
+    )
+    audit_topic: str = Field(default="skyra.audit", description="Validated review decisions.")
+    review_group_id: str = Field(
+        default="skyra-reviews", description="Consumer group of `skyra-stream reviews`."
+    )
+
     # -- model and engine (vLLM) ----------------------------------------------------------
     engine: Literal["vllm", "fake"] = Field(
         default="vllm",

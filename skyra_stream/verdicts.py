@@ -18,10 +18,12 @@ from skyra_stream.frames import SampledVideo
 from skyra_stream.inference import EngineResult
 from skyra_stream.messages import (
     DeadLetter,
+    Decision,
     ErrorReason,
     IngestEvent,
     KafkaPosition,
     ModelInfo,
+    Provenance,
     Source,
     Timings,
     Verdict,
@@ -95,6 +97,39 @@ def build_verdict(
         model=model,
         timings_ms=times.as_ms(),
         worker=worker,
+    )
+
+
+def build_skipped_verdict(
+    *,
+    event: IngestEvent,
+    source: Source,
+    provenance: Provenance | None,
+    decision: Decision,
+    model: ModelInfo,
+    worker: WorkerInfo,
+    times: StageTimes,
+) -> Verdict:
+    """The verdict of an upload a `skip_model` rule decided from its provenance: no frames
+    were decoded and the engine never saw it, so there is no label and no video info."""
+    return Verdict(
+        event_id=event.event_id,
+        video_id=event.video_id,
+        source=source,
+        status="skipped",
+        label=None,
+        fake_probability=None,
+        artifacts=[],
+        cleared_regions=[],
+        explanation=f"not analysed: policy {decision.policy_id} rule {decision.rule} "
+        "decided from the content credentials",
+        raw_response="",
+        video=None,
+        model=model,
+        timings_ms=times.as_ms(),
+        worker=worker,
+        provenance=provenance,
+        decision=decision,
     )
 
 

@@ -229,8 +229,8 @@ def _render(
 ) -> list[Path]:
     sheets = []
     for event_id, outcome in results.items():
-        if not isinstance(outcome, Verdict):
-            continue
+        if not isinstance(outcome, Verdict) or outcome.video is None:
+            continue  # a dead letter, or decided from provenance with no frames decoded
         video = sample_video(str(files[event_id]))
         name = Path(events[event_id].video_id).stem + ".png"
         sheets.append(render_sheet(video.frames, outcome, folder / name))
