@@ -6,7 +6,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -19,6 +19,7 @@ from skyra_stream.settings import Settings
 
 if TYPE_CHECKING:
     from skyra_stream.analysis import Analysis, Job, Outcome, VideoInput
+    from skyra_stream.policy import PolicyFile
 
 app = typer.Typer(
     help="Grounded AI-generated-video verdicts with Skyra on vLLM.",
@@ -28,14 +29,27 @@ app = typer.Typer(
 
 
 def load_settings() -> Settings:
-    """Settings from the environment, or exit 2 with every invalid variable named."""
+    """Settings from the environment, or exit 2 with every invalid variable named (the
+    policy file included: a worker never starts with a policy it cannot apply)."""
     try:
-        return Settings()
+        settings = Settings()
     except ValidationError as exc:
         for err in exc.errors(include_url=False):
             field = str(err["loc"][0]) if err["loc"] else ""
             name = f"SKYRA_{field.upper()}" if field else "configuration"
             typer.echo(f"invalid configuration: {name}: {err['msg']}", err=True)
+        raise typer.Exit(2) from None
+    _policies_or_exit(settings.policy_file, "invalid configuration: SKYRA_POLICY_FILE: ")
+    return settings
+
+
+def _policies_or_exit(path: Path | None, prefix: str = "") -> PolicyFile:
+    from skyra_stream.policy import PolicyError, load_policy
+
+    try:
+        return load_policy(path)
+    except PolicyError as exc:
+        typer.echo(f"{prefix}{exc}", err=True)
         raise typer.Exit(2) from None
 
 
@@ -491,6 +505,134 @@ def tiny_model(
 
     build_tiny_model(out, seed=seed)
     typer.echo(f"wrote tiny random-weight Qwen2.5-VL to {out}")
+
+
+@app.command()
+def reviews() -> None:
+    """Run the review loop: review events (SKYRA_REVIEW_RESULTS_TOPIC) are checked and
+    appended to SKYRA_AUDIT_TOPIC, linked to their verdict; a malformed one becomes an
+    `invalid_review` dead letter. Exits 0 after SIGTERM, 1 on a Kafka failure."""
+    import signal
+
+    from skyra_stream.consumers.reviews import ReviewWorker
+
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    worker = ReviewWorker(settings)
+    signal.signal(signal.SIGTERM, lambda *_: worker.stop())
+    signal.signal(signal.SIGINT, lambda *_: worker.stop())
+    raise typer.Exit(worker.run())
+
+
+@app.command("export-sft")
+def export_sft_cmd(
+    reviews: Annotated[
+        Path, typer.Option(help="Audit records, one JSON per line (a dump of the audit topic).")
+    ],
+    out: Annotated[Path, typer.Option(help="Folder for reviews.jsonl, frames and dataset_info.")],
+) -> None:
+    """Turn reviewed verdicts into SFT records for k8s/training (LLaMA-Factory sharegpt).
+
+    Each record's frames are sampled again from the verdict's source, through the same
+    allowlist and limits as the worker (SKYRA_S3_*, SKYRA_LOCAL_ROOTS), and must have the
+    verdict's timestamps. Exit 0 when every record was written, 2 when some were skipped.
+    """
+    from skyra_stream.fetch import ObjectFetcher
+    from skyra_stream.frames import sample_video
+    from skyra_stream.messages import AuditRecord
+    from skyra_stream.reviews import export_sft
+
+    settings = load_settings()
+    fetcher = ObjectFetcher(settings)
+    limits = settings.decode_limits()
+
+    def frames_of(record: AuditRecord) -> tuple[list[Any], list[float]]:
+        source = record.review.verdict.source
+        with fetcher.fetch(source.uri, version_id=source.version_id) as obj:
+            video = sample_video(obj.body, limits)
+        return list(video.frames), video.timestamps_s
+
+    records, bad = [], 0
+    with reviews.open(encoding="utf-8") as lines:
+        for n, line in enumerate(lines, 1):
+            if line.strip():
+                try:
+                    records.append(AuditRecord.model_validate_json(line))
+                except ValidationError as exc:
+                    bad += 1
+                    typer.echo(
+                        f"{reviews}:{n}: not an audit record: {exc.errors()[0]['msg']}", err=True
+                    )
+    result = export_sft(records, out, frames_of)
+    for review_id, why in result.skipped.items():
+        typer.echo(f"skipped {review_id}: {why}", err=True)
+    typer.echo(f"wrote {result.written} records to {out / 'reviews.jsonl'}")
+    raise typer.Exit(2 if result.skipped or bad else 0)
+
+
+policy_app = typer.Typer(help="Check a policy file, or see what it would decide.")
+app.add_typer(policy_app, name="policy")
+
+
+@policy_app.command("check")
+def policy_check(
+    file: Annotated[Path, typer.Argument(help="Policy file (YAML or JSON).")],
+) -> None:
+    """Validate a policy file exactly as the worker does at start. Exit 0 valid, 2 not."""
+    policies = _policies_or_exit(file)
+    rules = len(policies.default.rules) + sum(len(p.rules) for p in policies.tenants.values())
+    typer.echo(
+        f"{file}: version {policies.version}, {len(policies.tenants)} tenant policies, "
+        f"{rules} rules: valid"
+    )
+
+
+@policy_app.command("test")
+def policy_test(
+    file: Annotated[Path, typer.Argument(help="Policy file to try.")],
+    verdicts: Annotated[Path, typer.Argument(help="Past verdicts, one JSON per line.")],
+) -> None:
+    """Replay past verdicts under FILE: one JSON line per verdict with the action it got
+    then and the one FILE gives, and a summary of the changes on stderr. Each verdict is
+    decided from the inputs its decision recorded (its tenant and provenance included)."""
+    import json
+    from collections import Counter
+
+    from skyra_stream.messages import Verdict
+    from skyra_stream.policy import decide, inputs_of
+
+    policies = _policies_or_exit(file)
+    changes: Counter[tuple[str | None, str]] = Counter()
+    bad = 0
+    with verdicts.open(encoding="utf-8") as lines:
+        for n, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                verdict = Verdict.model_validate_json(line)
+            except ValidationError as exc:
+                bad += 1
+                typer.echo(f"{verdicts}:{n}: not a verdict: {exc.errors()[0]['msg']}", err=True)
+                continue
+            before = verdict.decision
+            tenant = before.inputs.tenant if before else None
+            after = decide(policies, inputs_of(verdict, tenant))
+            was: str | None = before.action if before else None
+            changes[(was, after.action)] += 1
+            record = {
+                "event_id": verdict.event_id,
+                "tenant": tenant,
+                "was": was,
+                "now": after.action,
+                "rule": after.rule,
+                "policy_id": after.policy_id,
+            }
+            typer.echo(json.dumps(record))
+    for (was, now), count in sorted(changes.items(), key=lambda kv: -kv[1]):
+        typer.echo(f"{was or 'none'} -> {now}: {count}", err=True)
+    if bad:
+        typer.echo(f"{bad} lines were not verdicts", err=True)
+    raise typer.Exit(2 if bad else 0)
 
 
 def main() -> None:

@@ -35,6 +35,7 @@ class ErrorCode(StrEnum):
     DECODE_FAILED = "decode_failed"
     DECODE_TIMEOUT = "decode_timeout"
     ENGINE_FAILED = "engine_failed"
+    INVALID_REVIEW = "invalid_review"
     # A bug or an unexpected library error: still a dead letter, never a crashed worker.
     INTERNAL_ERROR = "internal_error"
 
@@ -74,6 +75,7 @@ CODES: dict[Code, CodeInfo] = {
     ErrorCode.DECODE_FAILED: CodeInfo(422, "the video stream could not be decoded"),
     ErrorCode.DECODE_TIMEOUT: CodeInfo(422, "decoding outlived its time limit"),
     ErrorCode.ENGINE_FAILED: CodeInfo(500, "the engine refused or failed this request"),
+    ErrorCode.INVALID_REVIEW: CodeInfo(422, "a review event that does not validate"),
     ErrorCode.INTERNAL_ERROR: CodeInfo(500, "a bug; reported, never a crash"),
     ServiceCode.UNAUTHORIZED: CodeInfo(401, "missing or wrong bearer token"),
     ServiceCode.OVERLOADED: CodeInfo(429, "past SKYRA_API_MAX_CONCURRENCY; see Retry-After"),

@@ -238,6 +238,58 @@ class Verdict(_Message):
     created_at: datetime = Field(default_factory=_utcnow)
 
 
+class CorrectedArtifact(_Message):
+    """An artifact as a reviewer marked it: L3 type, when, and where."""
+
+    type: str = Field(description="An L3 type of the taxonomy.")
+    start_s: Annotated[float, Field(ge=0)]
+    end_s: Annotated[float, Field(ge=0)]
+    bbox: BBox | None = Field(
+        default=None, description="[x1, y1, x2, y2] in 0..1 of the displayed frame; null: whole."
+    )
+
+
+class ReviewEvent(_Message):
+    """A reviewer's decision on a verdict that the policy sent to review. `verdict` is the
+    record as the review topic carried it, so the audit and the training export need
+    nothing else."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    review_id: Identifier = Field(description="Idempotency key of the review.")
+    verdict: Verdict
+    outcome: Literal["confirm", "overturn"]
+    reviewer: Identifier
+    label: Literal["fake", "real"] | None = Field(
+        default=None,
+        description="The right label. Optional: a confirm keeps the verdict's, an overturn "
+        "of a labelled verdict flips it; required to overturn an unparsed or skipped one.",
+    )
+    artifacts: list[CorrectedArtifact] = Field(
+        default_factory=list,
+        max_length=64,
+        description="The artifacts that are really there (overturn to fake: at least one).",
+    )
+    note: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    reviewed_at: datetime | None = None
+
+
+class AuditRecord(_Message):
+    """One validated review, linked to the verdict it judged and what produced it."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    review_id: str
+    verdict_event_id: str
+    video_id: str
+    model: ModelInfo
+    policy_id: str | None
+    policy_version: str | None
+    action: Action | None = Field(description="What the policy decided before the review.")
+    model_label: Literal["fake", "real"] | None
+    label: Literal["fake", "real"] = Field(description="The label after the review.")
+    review: ReviewEvent
+    recorded_at: datetime = Field(default_factory=_utcnow)
+
+
 class ErrorReason(_Message):
     code: ErrorCode
     message: str

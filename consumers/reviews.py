@@ -1,0 +1,124 @@
+"""`skyra-stream reviews`: review-results topic -> audit topic (or a dead letter).
+
+Small and CPU-only, so it runs as its own Deployment beside the GPU workers. The loop is the
+worker's contract in miniature: each polled batch is validated, every audit record or dead
+letter is acknowledged by the broker (acks=all), and only then are the offsets committed.
+A crash redelivers the batch; the audit record's `review_id` lets a reader drop the copy.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import threading
+from typing import Any
+
+import structlog
+from kafka import KafkaConsumer
+
+from skyra_stream.errors import SkyraError, internal_error
+from skyra_stream.messages import KafkaPosition
+from skyra_stream.producers.kafka_config import connection_config
+from skyra_stream.producers.outcomes import OutcomePublisher, headers
+from skyra_stream.reviews import audit_record, parse_review
+from skyra_stream.settings import Settings
+from skyra_stream.verdicts import build_dead_letter
+
+log = structlog.get_logger(__name__)
+
+
+def make_review_consumer(settings: Settings, **overrides: Any) -> KafkaConsumer:
+    config: dict[str, Any] = {
+        **connection_config(settings),
+        "group_id": settings.review_group_id,
+        "enable_auto_commit": False,
+        "auto_offset_reset": settings.kafka_auto_offset_reset,
+        "max_poll_records": settings.kafka_max_poll_records,
+        "session_timeout_ms": settings.kafka_session_timeout_ms,
+        "max_partition_fetch_bytes": max(1 << 20, settings.max_message_bytes + 1024),
+    }
+    config.update(overrides)
+    consumer = KafkaConsumer(**config)
+    consumer.subscribe([settings.review_results_topic])
+    return consumer
+
+
+class ReviewWorker:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        consumer: KafkaConsumer | None = None,
+        publisher: OutcomePublisher | None = None,
+    ) -> None:
+        self.settings = settings
+        self.consumer = consumer or make_review_consumer(settings)
+        self.publisher = publisher or OutcomePublisher(settings)
+        self._stop = threading.Event()
+        self.audited = 0
+        self.dead_lettered = 0
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> int:
+        try:
+            while not self._stop.is_set():
+                batch = self.consumer.poll(timeout_ms=500)
+                records = [r for part in batch.values() for r in part]
+                if not records:
+                    continue
+                pending = [self._handle(r) for r in records]
+                self.publisher.flush()
+                for future in pending:
+                    future.result(timeout=120)  # acknowledged, or raise: nothing committed
+                self.consumer.commit()
+        except Exception:
+            log.exception("review_worker_failed")
+            return 1
+        finally:
+            self.consumer.close(autocommit=False)
+            self.publisher.close()
+        return 0
+
+    def _handle(self, record: Any) -> concurrent.futures.Future[None]:
+        raw: bytes = record.value or b""
+        position = KafkaPosition(
+            topic=record.topic, partition=record.partition, offset=record.offset
+        )
+        try:
+            audit = audit_record(parse_review(raw, self.settings.max_message_bytes))
+        except SkyraError as exc:
+            return self._dead_letter(raw, exc, position)
+        except Exception as exc:  # a bug: still one dead letter, never a crashed loop
+            log.exception("review_failed", position=position.as_id())
+            return self._dead_letter(raw, internal_error(exc), position)
+        self.audited += 1
+        log.info("review_audited", review_id=audit.review_id, verdict=audit.verdict_event_id)
+        return self.publisher.send(
+            self.settings.audit_topic,
+            audit.model_dump_json().encode(),
+            audit.video_id.encode(),
+            headers("audit", audit.review_id),
+        )
+
+    def _dead_letter(
+        self, raw: bytes, error: SkyraError, position: KafkaPosition
+    ) -> concurrent.futures.Future[None]:
+        self.dead_lettered += 1
+        log.info("review_rejected", code=error.code.value, reason=error.message[:300])
+        letter = build_dead_letter(raw=raw, error=error, position=position)
+        review_id = _review_id(raw)
+        if review_id is not None:  # so that a redelivered copy is dropped by its id
+            letter = letter.model_copy(update={"event_id": review_id})
+        return self.publisher.publish(letter)
+
+
+def _review_id(raw: bytes) -> str | None:
+    """The review's own id when the bytes at least parse as JSON with one."""
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return None
+    value = doc.get("review_id") if isinstance(doc, dict) else None
+    return value if isinstance(value, str) and 0 < len(value) <= 512 else None
