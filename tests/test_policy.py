@@ -62,7 +62,7 @@ def inputs(**kw: object) -> DecisionInputs:
         "declares_captured": False,
     }
     values.update(kw)
-    return DecisionInputs(**values)  # type: ignore[arg-type]
+    return DecisionInputs(**values)
 
 
 @pytest.fixture

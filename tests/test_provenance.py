@@ -144,7 +144,7 @@ def analysis(files: dict[str, Path], fake_engine: FakeEngine, tmp_path: Path) ->
     policy = tmp_path / "policy.yaml"
     policy.write_text(POLICY)
     settings = Settings(
-        local_roots=[str(files["plain"].parent)],  # type: ignore[arg-type]
+        local_roots=[str(files["plain"].parent)],
         engine="fake",
         worker_id="unit",
         decode_concurrency=2,

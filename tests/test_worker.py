@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 import urllib.request
 import uuid
@@ -20,8 +21,11 @@ from typing import Any
 import boto3
 import psutil
 import pytest
+from kafka import KafkaProducer
 
+from skyra_stream.consumers.reviews import ReviewWorker
 from skyra_stream.devstack.broker import TansuBroker, committed_vs_end, paused, read_all
+from skyra_stream.devstack.credentials import GENERATED, make_chain, sign_mp4, tamper
 from skyra_stream.devstack.faulty_proxy import Fault, FaultyProxy
 from skyra_stream.devstack.processes import ChildProcess
 from skyra_stream.messages import IngestEvent
@@ -69,6 +73,9 @@ def stack(
     data = (videos / "v0.mp4").read_bytes()
     s3.put_object(Bucket=BUCKET, Key="bad/truncated.mp4", Body=data[: len(data) // 2])
     s3.put_object(Bucket=BUCKET, Key="bad/notes.mp4", Body=b"this is not a video\n" * 100)
+    signed = sign_mp4((videos / "v1.mp4").read_bytes(), make_chain(), digital_source_type=GENERATED)
+    s3.put_object(Bucket=BUCKET, Key="c2pa/declared-ai.mp4", Body=signed)
+    s3.put_object(Bucket=BUCKET, Key="c2pa/tampered.mp4", Body=tamper(signed))
     broker = TansuBroker(logs / "tansu.log")
     yield Stack(broker, moto_server, s3_proxy, tiny_model, logs)
     broker.stop()
@@ -173,11 +180,38 @@ def accounted(stack: Stack, topics: dict[str, str], ids: set[str]) -> Callable[[
 # -- one long-lived worker for the scenarios that do not end it ------------------------------
 
 
+WORKER_POLICY = """
+version: worker-test-1
+default:
+  id: platform
+  otherwise: allow
+  rules:
+    - {name: declared-ai, action: block, skip_model: true,
+       when: {provenance: [trusted, untrusted], declares_generated: true}}
+    - {name: broken-credentials, action: review, when: {provenance: [invalid]}}
+tenants:
+  lenient: {id: lenient, otherwise: allow, rules: []}
+  strict: {id: strict, otherwise: review, rules: []}
+"""
+
+
 @pytest.fixture(scope="module")
 def worker_a(stack: Stack) -> Iterator[tuple[Worker, dict[str, str]]]:
     topics = stack.topics("a")
+    policy = stack.logs / "policy.yaml"
+    policy.write_text(WORKER_POLICY)
+    topics["review"] = topics["ingest"] + "-review"
+    stack.broker.create_topics([topics["review"]], 1)
     # Also serves the analyze API on its HTTP port, on the same engine (loopback: no token).
-    worker = Worker(stack, topics, "worker-a", api_enabled=True, http_host="127.0.0.1")
+    worker = Worker(
+        stack,
+        topics,
+        "worker-a",
+        api_enabled=True,
+        http_host="127.0.0.1",
+        policy_file=policy,
+        review_topic=topics["review"],
+    )
     try:
         worker.wait_ready()
         yield worker, topics
@@ -211,6 +245,110 @@ def test_good_events_get_one_verdict_each(
     assert b"skyra_verdicts_total" in body
     assert b'skyra_stage_seconds_bucket{le="0.01",stage="decode"}' in body
     assert worker.get("/healthz")[0] == 200
+
+
+def test_policies_provenance_and_the_review_loop_on_the_real_stack(
+    stack: Stack, worker_a: tuple[Worker, dict[str, str]]
+) -> None:
+    worker, topics = worker_a
+    good = f"s3://{BUCKET}/good/v2.mp4"
+    events = {
+        "dec-lenient": IngestEvent(
+            event_id="dec-lenient", video_id="d1", uri=good, metadata={"tenant": "lenient"}
+        ),
+        "dec-strict": IngestEvent(
+            event_id="dec-strict", video_id="d1", uri=good, metadata={"tenant": "strict"}
+        ),
+        "dec-ai": IngestEvent(
+            event_id="dec-ai", video_id="d2", uri=f"s3://{BUCKET}/c2pa/declared-ai.mp4"
+        ),
+        "dec-tampered": IngestEvent(
+            event_id="dec-tampered", video_id="d3", uri=f"s3://{BUCKET}/c2pa/tampered.mp4"
+        ),
+    }
+    inferred_before = worker.metric('skyra_stage_seconds_count{stage="infer"}') or 0.0
+    prod = producer(stack, topics)
+    for e in events.values():
+        prod.send(e)
+    prod.flush()
+    wait_for(accounted(stack, topics, set(events)), 240, worker.tail)
+    records = {
+        json.loads(v)["event_id"]: (json.loads(v), h)
+        for _, v, h in read_all(stack.broker.bootstrap, topics["verdicts"], idle_s=1.5)
+    }
+    got = {i: records[i][0] for i in events}
+    for verdict, hdrs in (records[i] for i in events):  # routable without parsing JSON
+        assert hdrs["action"] == verdict["decision"]["action"].encode()
+        assert hdrs["policy-version"] == b"worker-test-1"
+    # The same upload under two tenants: two actions.
+    assert got["dec-lenient"]["decision"]["action"] == "allow"
+    assert got["dec-strict"]["decision"]["action"] == "review"
+    assert got["dec-strict"]["decision"]["policy_id"] == "strict"
+    # Declared AI by signed credentials: blocked, not decoded, never sent to the engine.
+    ai = got["dec-ai"]
+    assert (ai["status"], ai["video"], ai["decision"]["rule"]) == ("skipped", None, "declared-ai")
+    assert ai["decision"]["action"] == "block"
+    assert ai["provenance"]["declares_generated"] is True
+    assert worker.metric("skyra_model_skipped_total") == 1
+    # Tampered after signing: invalid provenance, and the model still ran.
+    tampered = got["dec-tampered"]
+    assert tampered["provenance"]["state"] == "invalid"
+    assert "assertion.bmffHash.mismatch" in tampered["provenance"]["problems"]
+    assert tampered["status"] in ("ok", "unparseable")
+    assert tampered["video"]["frames_sampled"] == 16
+    assert tampered["decision"]["rule"] == "broken-credentials"
+    inferred = worker.metric('skyra_stage_seconds_count{stage="infer"}')
+    assert inferred == inferred_before + 3  # lenient, strict, tampered; not the declared one
+    # Reviews: the review topic carries exactly the verdicts sent to review.
+    queued = [
+        json.loads(v) for _, v, _ in read_all(stack.broker.bootstrap, topics["review"], idle_s=1.5)
+    ]
+    assert sorted(v["event_id"] for v in queued) == ["dec-strict", "dec-tampered"]
+    # A reviewer overturns the tampered one; a broken review event is dead-lettered.
+    reviews = {k: f"{topics['ingest']}-{k}" for k in ("results", "audit", "review-dlq")}
+    stack.broker.create_topics(list(reviews.values()), 1)
+    to_review = next(v for v in queued if v["event_id"] == "dec-tampered")
+    review = {
+        "review_id": "rev-1",
+        "verdict": to_review,
+        "outcome": "overturn" if to_review["label"] != "fake" else "confirm",
+        "reviewer": "alice",
+        "label": "fake",
+        "artifacts": [{"type": "Texture Jittering", "start_s": 0.1, "end_s": 0.5}],
+    }
+    raw = KafkaProducer(bootstrap_servers=stack.broker.bootstrap)
+    raw.send(reviews["results"], json.dumps(review).encode())
+    raw.send(reviews["results"], b'{"review_id": "rev-2", "outcome": "maybe"}')
+    raw.flush()
+    raw.close()
+    review_settings = Settings(
+        kafka_bootstrap_servers=[stack.broker.bootstrap],
+        review_results_topic=reviews["results"],
+        audit_topic=reviews["audit"],
+        dead_letter_topic=reviews["review-dlq"],
+        review_group_id=f"{topics['group']}-reviews",
+    )
+    loop = ReviewWorker(review_settings)
+    thread = threading.Thread(target=loop.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: loop.audited + loop.dead_lettered >= 2, 60, "reviews not handled")
+    finally:
+        loop.stop()
+        thread.join(30)
+    (audit,) = [json.loads(v) for _, v, _ in read_all(stack.broker.bootstrap, reviews["audit"])]
+    assert audit["verdict_event_id"] == "dec-tampered"
+    assert audit["review_id"] == "rev-1"
+    assert (audit["policy_id"], audit["policy_version"]) == ("platform", "worker-test-1")
+    assert audit["model"] == to_review["model"]
+    assert audit["label"] == "fake"
+    (dead,) = [json.loads(v) for _, v, _ in read_all(stack.broker.bootstrap, reviews["review-dlq"])]
+    assert (dead["event_id"], dead["reason"]["code"]) == ("rev-2", "invalid_review")
+    # Committed: a second loop in the same group finds nothing left to do.
+    committed, ends = committed_vs_end(
+        stack.broker.bootstrap, reviews["results"], f"{topics['group']}-reviews"
+    )
+    assert committed == ends
 
 
 def test_the_worker_serves_the_api_on_its_engine(
