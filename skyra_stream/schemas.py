@@ -12,12 +12,17 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from skyra_stream.messages import DeadLetter, IngestEvent, Verdict
+from skyra_stream.messages import AuditRecord, DeadLetter, IngestEvent, ReviewEvent, Verdict
+from skyra_stream.policy import PolicyFile
 
 MODELS: dict[str, type[BaseModel]] = {
     "ingest_event": IngestEvent,
     "verdict": Verdict,
     "dead_letter": DeadLetter,
+    "review_event": ReviewEvent,
+    "audit_record": AuditRecord,
+    # Not a message, but a file operators write: editors validate it with this schema.
+    "policy": PolicyFile,
 }
 
 

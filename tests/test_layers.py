@@ -70,9 +70,15 @@ def test_the_one_path_is_the_only_place_that_builds_verdicts(graph: grimp.Import
         if m.startswith("skyra_stream")
         and "skyra_stream.verdicts" in graph.find_modules_directly_imported_by(m)
     }
-    # The pipeline builds dead letters for messages that never became a job; only the
-    # analysis path builds verdicts (and the CLI formats rejections with the same codes).
-    assert builders <= {"skyra_stream.analysis", "skyra_stream.pipeline", "skyra_stream.cli"}
+    # The pipeline builds dead letters for messages that never became a job, the review
+    # loop for review events it refuses; only the analysis path builds verdicts (and the
+    # CLI formats rejections with the same codes).
+    assert builders <= {
+        "skyra_stream.analysis",
+        "skyra_stream.pipeline",
+        "skyra_stream.cli",
+        "skyra_stream.consumers.reviews",
+    }
 
 
 @pytest.mark.subprocess
