@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.skyra-setup
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help setup demo test test-fast test-all chaos chaos-fleet soak lint bench bench-frames bench-engine bench-guided bench-decode bench-ceiling bench-worker bench-api bench-analyze schemas clean
+.PHONY: help setup demo test test-fast test-all chaos chaos-fleet soak lint bench bench-frames bench-engine bench-guided bench-decode bench-ceiling bench-worker bench-api bench-analyze bench-provenance schemas clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -51,7 +51,7 @@ lint: setup  ## ruff and mypy
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-bench: bench-frames bench-engine bench-guided bench-decode bench-ceiling bench-worker bench-api bench-analyze  ## every benchmark
+bench: bench-frames bench-engine bench-guided bench-decode bench-ceiling bench-worker bench-api bench-analyze bench-provenance  ## every benchmark
 
 bench-frames: setup  ## frame sampler against decode-everything (last line: ratios)
 	$(PY) -m benchmarks.frames
@@ -73,6 +73,9 @@ bench-worker: setup  ## end-to-end worker vs engine alone; peak RSS with a 5,000
 
 bench-api: setup  ## one API video against a backlog: no priority vs admission window vs vLLM priority (last line: ratios)
 	$(PY) -m benchmarks.api_priority
+
+bench-provenance: setup  ## C2PA read + policy per upload against fetch + decode (last line: ratios)
+	$(PY) -m benchmarks.provenance $(BENCH_ARGS)
 
 bench-analyze: setup  ## peak RSS of `analyze` over 400 clips vs 20 (BENCH_ARGS="--engine vllm": with vLLM)
 	$(PY) -m benchmarks.analyze_memory $(BENCH_ARGS)
