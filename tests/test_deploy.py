@@ -48,6 +48,19 @@ def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [d for d in docs if d["kind"] == kind]
 
 
+def worker_deployment(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The GPU worker's Deployment (the review loop has its own)."""
+    (worker,) = [d for d in by_kind(docs, "Deployment") if d["metadata"]["name"] == "skyra-stream"]
+    return worker
+
+
+def worker_config(docs: list[dict[str, Any]]) -> dict[str, str]:
+    """The SKYRA_* ConfigMap's data (the policy file has its own ConfigMap)."""
+    (config,) = [d for d in by_kind(docs, "ConfigMap") if "SKYRA_GROUP_ID" in d["data"]]
+    data: dict[str, str] = config["data"]
+    return data
+
+
 def test_at_least_two_gpu_profiles() -> None:
     assert len(OVERLAYS) >= 2
 
@@ -99,7 +112,7 @@ def test_every_skyra_variable_is_a_real_setting_and_the_config_is_valid(path: Pa
     docs = render(path)
     fields = {f"SKYRA_{name.upper()}" for name in Settings.model_fields}
     assert _skyra_names(docs) - fields == set()
-    data = by_kind(docs, "ConfigMap")[0]["data"]
+    data = worker_config(docs)
     secrets = {"kafka_sasl_username": "u", "kafka_sasl_password": "p"}
     values = {k.removeprefix("SKYRA_").lower(): v for k, v in data.items()}
     settings = Settings.model_validate({**values, **secrets})  # env-style strings parse
@@ -109,8 +122,8 @@ def test_every_skyra_variable_is_a_real_setting_and_the_config_is_valid(path: Pa
 @pytest.mark.parametrize("path", OVERLAYS, ids=lambda p: p.name)
 def test_grace_period_exceeds_the_drain_timeout(path: Path) -> None:
     docs = render(path)
-    timeout = float(by_kind(docs, "ConfigMap")[0]["data"]["SKYRA_SHUTDOWN_TIMEOUT_S"])
-    pod = by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]
+    timeout = float(worker_config(docs)["SKYRA_SHUTDOWN_TIMEOUT_S"])
+    pod = worker_deployment(docs)["spec"]["template"]["spec"]
     # the drain, then the engine's own shutdown (tens of seconds for a 7B model)
     assert pod["terminationGracePeriodSeconds"] >= timeout + 30
 
@@ -124,7 +137,7 @@ def test_lag_scaling_never_exceeds_the_partition_count(path: Path) -> None:
     [trigger] = scaled["spec"]["triggers"]
     assert trigger["type"] == "kafka"
     assert trigger["metadata"]["allowIdleConsumers"] == "false"
-    config = by_kind(docs, "ConfigMap")[0]["data"]
+    config = worker_config(docs)
     assert trigger["metadata"]["consumerGroup"] == config["SKYRA_GROUP_ID"]
     assert trigger["metadata"]["topic"] == config["SKYRA_INGEST_TOPIC"]
 
@@ -144,10 +157,9 @@ def test_pods_are_locked_down(path: Path) -> None:
             assert sc["capabilities"]["drop"] == ["ALL"]
             if doc["kind"] == "Deployment":
                 assert sc["readOnlyRootFilesystem"] is True
-                assert (
-                    container["resources"]["limits"]["nvidia.com/gpu"]
-                    == container["resources"]["requests"]["nvidia.com/gpu"]
-                )
+                assert container["resources"]["limits"].get("nvidia.com/gpu") == container[
+                    "resources"
+                ]["requests"].get("nvidia.com/gpu")
 
 
 def test_training_is_kept_off_the_serving_pool() -> None:
@@ -248,7 +260,7 @@ def test_the_image_and_the_gpu_extra_run_the_vllm_the_tests_run() -> None:
 def test_pods_may_decode_on_the_gpu() -> None:
     assert "NVIDIA_DRIVER_CAPABILITIES=compute,utility,video" in (ROOT / "Dockerfile").read_text()
     for path in OVERLAYS:
-        [deployment] = by_kind(render(path), "Deployment")
+        deployment = worker_deployment(render(path))
         [worker] = deployment["spec"]["template"]["spec"]["containers"]
         env = {e["name"]: e.get("value") for e in worker["env"]}
         assert "video" in env["NVIDIA_DRIVER_CAPABILITIES"].split(",")
@@ -265,3 +277,28 @@ def test_the_lag_threshold_follows_from_throughput_and_the_latency_target(path: 
     target = float(notes["skyra.dev/backlog-wait-target-seconds"])
     [trigger] = scaled["spec"]["triggers"]
     assert int(trigger["metadata"]["lagThreshold"]) == max(1, int(rate * target))
+
+
+@pytest.mark.parametrize("path", OVERLAYS, ids=lambda p: p.name)
+def test_the_shipped_policy_loads_and_is_mounted_where_the_config_points(
+    path: Path, tmp_path: Path
+) -> None:
+    from skyra_stream.policy import load_policy
+
+    docs = render(path)
+    (policy_map,) = [
+        d for d in by_kind(docs, "ConfigMap") if d["metadata"]["name"].endswith("policy")
+    ]
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(policy_map["data"]["policy.yaml"])
+    loaded = load_policy(policy)
+    assert loaded.default.rules[0].skip_model
+    config = worker_config(docs)
+    pod = worker_deployment(docs)["spec"]["template"]["spec"]
+    volume = next(
+        v
+        for v in pod["volumes"]
+        if v.get("configMap", {}).get("name") == policy_map["metadata"]["name"]
+    )
+    (mount,) = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == volume["name"]]
+    assert Path(config["SKYRA_POLICY_FILE"]) == Path(mount["mountPath"]) / "policy.yaml"
