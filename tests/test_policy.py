@@ -219,3 +219,41 @@ def test_the_builtin_default_reviews_fakes_and_unparseable_and_blocks_nothing() 
     unparseable = inputs(status="unparseable", label=None, fake_probability=None)
     assert decide(DEFAULT_POLICY, unparseable).action == "review"
     assert decide(DEFAULT_POLICY, inputs()).action == "allow"
+
+
+def test_policy_commands_check_and_replay_past_verdicts(example: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from skyra_stream.cli import app
+    from tests.test_reviews import verdict
+
+    runner = CliRunner()
+    ok = runner.invoke(app, ["policy", "check", str(example)])
+    assert ok.exit_code == 0, ok.output
+    assert "valid" in ok.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(EXAMPLE.replace("min_fake_probability: 0.9", "min_fake_probability: 9"))
+    refused = runner.invoke(app, ["policy", "check", str(bad)])
+    assert refused.exit_code == 2
+    assert "default.rules[2] (likely-fake).when.min_fake_probability" in refused.output
+    # Past traffic: a review at P(fake)=0.6 under the old policy; a kids-app tenant verdict.
+    past = verdict()  # decision: review by "platform" v7, tenant "t", P(fake) 0.6
+    kids = past.model_copy(
+        update={
+            "event_id": "ev-kids",
+            "decision": past.decision.model_copy(  # type: ignore[union-attr]
+                update={"inputs": past.decision.inputs.model_copy(update={"tenant": "kids"})}  # type: ignore[union-attr]
+            ),
+        }
+    )
+    lines = tmp_path / "verdicts.jsonl"
+    lines.write_text(past.model_dump_json() + "\n" + kids.model_dump_json() + "\n")
+    replay = runner.invoke(app, ["policy", "test", str(example), str(lines)])
+    assert replay.exit_code == 0, replay.output
+    rows = [json.loads(line) for line in replay.stdout.splitlines() if line.startswith("{")]
+    assert [(r["event_id"], r["was"], r["now"], r["rule"]) for r in rows] == [
+        ("ev-1", "review", "review", "maybe-fake"),
+        ("ev-kids", "review", "block", "any-doubt"),
+    ]
+    lines.write_text(lines.read_text() + "not json\n")
+    assert runner.invoke(app, ["policy", "test", str(example), str(lines)]).exit_code == 2
