@@ -172,6 +172,7 @@ def main() -> int:
             s3_allowed_buckets=[BUCKET],
             max_object_bytes=512 << 20,
             decode_timeout_s=600,
+            verdict_cache=False,  # the stream repeats the four uploads
         )
         process = image_processor(args.out)
         stages = stage_costs(uploads, ObjectFetcher(base), process, args.repeats)

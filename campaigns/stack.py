@@ -54,6 +54,9 @@ WORKER_SETTINGS: dict[str, object] = {
     "shutdown_timeout_s": 60,
     # Every kill restarts the engine: without torch.compile it starts in ~35 s, not ~60.
     "enforce_eager": True,
+    # The corpus repeats its clips; the campaigns count analyses per event (duplicates,
+    # rebalances), which reused verdicts would hide. Reuse is proved in tests/test_reuse.py.
+    "verdict_cache": False,
     "http_host": "127.0.0.1",
     "log_format": "json",
 }

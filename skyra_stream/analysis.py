@@ -1,6 +1,7 @@
 """The one analysis path that every front door shares: input -> frames -> engine -> outcome.
 
-    Job ─► fetch (I/O pool: allowlist, byte cap, retries)
+    Job ─► [reuse: the store's SHA-256 on HEAD already answered] ─► fetch (I/O pool:
+        allowlist, byte cap, retries, SHA-256 on the way) ─► [reuse: the content is known]
         ─► provenance (C2PA) ─► a `skip_model` rule may decide here: no decode, no engine
         ─► decode (CPU pool: 16 frames within the limits)
         ─► engine (any `inference.Engine`; batched with everything else in flight)
@@ -26,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
@@ -39,6 +41,7 @@ from skyra_stream.errors import (
     internal_error,
 )
 from skyra_stream.fetch import FetchedObject, ObjectFetcher
+from skyra_stream.fingerprint import fingerprint
 from skyra_stream.frames import SampledVideo, sample_video
 from skyra_stream.images import ImageSource, frames_from_images
 from skyra_stream.inference import Engine, EngineRequest, EngineResult, model_name, settle
@@ -53,6 +56,7 @@ from skyra_stream.policy import (
     load_policy,
 )
 from skyra_stream.provenance import ProvenanceReader
+from skyra_stream.reuse import ReuseCache, content_sha256, reused
 from skyra_stream.settings import Settings
 from skyra_stream.verdicts import StageTimes, build_skipped_verdict, build_verdict, worker_info
 
@@ -137,6 +141,8 @@ class _Run:
     fetched: FetchedObject | None = None  # a download waiting for the decoder
     video: SampledVideo | None = None
     provenance: Provenance | None = None
+    sha256: str | None = None
+    fingerprint: list[str] | None = None
     times: dict[str, float] = field(default_factory=dict)
     engine_future: concurrent.futures.Future[EngineResult] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -167,6 +173,7 @@ class Analysis:
         )
         self.limits = settings.decode_limits()
         self.model = ModelInfo(name=model_name(settings), revision=settings.model_revision)
+        self.reuse = ReuseCache.from_settings(settings, self.model, self.metrics)
         self.worker = worker_info(settings.worker_id)
         # Both pools take API jobs (negative priority) before the backlog, as the engine's
         # in-flight window does: a caller waiting on HTTP never queues behind Kafka work.
@@ -262,6 +269,17 @@ class Analysis:
         inp = run.job.input
         obj: FetchedObject | None = None
         if isinstance(inp, ObjectInput):
+            if self.reuse is not None:
+                stored = self.fetcher.stored_checksum(inp.uri, inp.version_id)
+                if stored is not None:
+                    run.source = Source(
+                        uri=inp.uri,
+                        version_id=stored.version_id,
+                        etag=stored.etag,
+                        size_bytes=stored.size,
+                    )
+                    if self._reused(run, stored.sha256):
+                        return  # nothing downloaded
             obj = self.fetcher.fetch(
                 inp.uri, version_id=inp.version_id, expected_size=inp.expected_size
             )
@@ -288,6 +306,9 @@ class Analysis:
             run.future.cancel()
 
     def _decode(self, run: _Run) -> None:
+        run.sha256 = self._content_sha256(run)
+        if run.sha256 is not None and self._reused(run, run.sha256):
+            return
         if self._decided_before_model(run):
             return
         started = time.monotonic()
@@ -312,6 +333,7 @@ class Analysis:
         self._time(run, "decode", started)
         self._count_decode(run, video)
         run.video = video
+        run.fingerprint = fingerprint(video.frames)
         request = EngineRequest(
             run.job.event.event_id, video.frames, video.timestamps_s, priority=run.job.priority
         )
@@ -356,12 +378,64 @@ class Analysis:
             worker=self.worker,
             times=times,
             settings=self.settings,
-        ).model_copy(update={"provenance": run.provenance})
+        ).model_copy(
+            update={
+                "provenance": run.provenance,
+                "content_sha256": run.sha256,
+                "fingerprint": run.fingerprint,
+            }
+        )
         decision = decide(self.policies, inputs_of(verdict, self.tenant(run.job.event)))
         verdict = verdict.model_copy(update={"decision": decision})
         self._count_decision(decision)
+        if self.reuse is not None and run.sha256 is not None:
+            self.reuse.remember(run.sha256, verdict)
         self.metrics.stage_seconds.labels("total").observe(total)
         settle(run.future, Outcome(run.job, verdict=verdict, video=video))
+
+    # -- reuse ------------------------------------------------------------------------------
+
+    def _content_sha256(self, run: _Run) -> str | None:
+        inp = run.job.input
+        if run.fetched is not None:
+            return run.fetched.sha256 or content_sha256(run.fetched.body)
+        if isinstance(inp, StreamInput):
+            return content_sha256(inp.body)
+        if isinstance(inp, FileInput):
+            with inp.path.open("rb") as body:
+                return content_sha256(body)
+        return None  # frames: no object, nothing to reuse
+
+    def _reused(self, run: _Run, sha256: str) -> bool:
+        """Settle the job with a stored verdict of the same content, when there is one."""
+        if self.reuse is None:
+            return False
+        original = self.reuse.lookup(sha256)
+        if original is None:
+            return False
+        if run.fetched is not None:
+            run.fetched.close()
+        event = run.job.event
+        assert run.source is not None  # set before any lookup
+        verdict = reused(
+            original,
+            event_id=event.event_id,
+            video_id=event.video_id,
+            source=run.source,
+            timings_ms=StageTimes(
+                fetch=run.times.get("fetch"), total=time.monotonic() - run.job.accepted_at
+            ).as_ms(),
+            worker=self.worker,
+            content_sha256=sha256,
+            created_at=datetime.now(UTC),
+        )
+        decision = decide(self.policies, inputs_of(verdict, self.tenant(event)))
+        verdict = verdict.model_copy(update={"decision": decision})
+        self.metrics.gpu_requests_saved.inc()
+        self._count_decision(decision)
+        log.info("reused", reused_from=verdict.reused_from, sha256=sha256[:16])
+        settle(run.future, Outcome(run.job, verdict=verdict))
+        return True
 
     # -- provenance and early decisions -----------------------------------------------------
 

@@ -7,6 +7,8 @@ event cannot make the worker reach anything else.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import stat
 import tempfile
@@ -79,6 +81,7 @@ class FetchedObject:
     etag: str | None = None
     version_id: str | None = None
     content_type: str | None = None
+    sha256: str | None = None  # hex, computed while downloading
     attempts: int = 1
     elapsed_s: float = field(default=0.0)
 
@@ -92,6 +95,14 @@ class FetchedObject:
         self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+@dataclass(frozen=True, slots=True)
+class StoredChecksum:
+    sha256: str
+    size: int
+    etag: str | None
+    version_id: str | None
 
 
 def resolve_uri(uri: str, settings: Settings) -> ObjectLocation:
@@ -168,6 +179,42 @@ class ObjectFetcher:
             return self._open_local(uri, location.path)
         return self._fetch_s3(uri, location, version_id)
 
+    def stored_checksum(self, uri: str, version_id: str | None = None) -> StoredChecksum | None:
+        """The SHA-256 the object store already holds for an object (S3 additional
+        checksums, on HEAD), before anything is downloaded; None when it has none
+        (uploaded without one, or as a multipart composite), for local files, or on any
+        error: the download hashes the bytes anyway."""
+        try:
+            location = resolve_uri(uri, self.settings)
+        except SkyraError:
+            return None
+        if location.scheme != "s3":
+            return None
+        kwargs: dict[str, Any] = {
+            "Bucket": location.bucket,
+            "Key": location.key,
+            "ChecksumMode": "ENABLED",
+        }
+        if version_id:
+            kwargs["VersionId"] = version_id
+        try:
+            head = self.s3.head_object(**kwargs)
+        except Exception:
+            return None
+        value = head.get("ChecksumSHA256")
+        if not isinstance(value, str) or "-" in value or head.get("ChecksumType") == "COMPOSITE":
+            return None
+        try:
+            sha256 = base64.b64decode(value, validate=True).hex()
+        except ValueError:
+            return None
+        return StoredChecksum(
+            sha256=sha256,
+            size=int(head.get("ContentLength", 0)),
+            etag=(head.get("ETag") or "").strip('"') or None,
+            version_id=head.get("VersionId") or version_id,
+        )
+
     def _open_local(self, uri: str, path: Path) -> FetchedObject:
         try:
             fh = path.open("rb")
@@ -226,7 +273,7 @@ class ObjectFetcher:
                     raise SkyraError(
                         ErrorCode.OBJECT_TOO_LARGE, f"object is {size} bytes, the limit is {cap}"
                     )
-                self._copy(body, spool, cap, uri)
+                digest = self._copy(body, spool, cap, uri)
             finally:
                 body.close()
             return FetchedObject(
@@ -236,21 +283,25 @@ class ObjectFetcher:
                 etag=(resp.get("ETag") or "").strip('"') or None,
                 version_id=resp.get("VersionId") or version_id,
                 content_type=resp.get("ContentType"),
+                sha256=digest,
             )
         except BaseException:
             spool.close()
             raise
 
-    def _copy(self, body: Any, out: Any, cap: int, uri: str) -> None:
+    def _copy(self, body: Any, out: Any, cap: int, uri: str) -> str:
+        """Copy into the spool, hashing on the way (no second read); the SHA-256 in hex."""
         deadline = time.monotonic() + self.settings.s3_fetch_timeout_s
         total = 0
+        digest = hashlib.sha256()
         while True:
             try:
                 chunk = body.read(CHUNK_BYTES)
             except Exception as exc:
                 raise _classify(exc, uri) from None
             if not chunk:
-                return
+                return digest.hexdigest()
+            digest.update(chunk)
             total += len(chunk)
             if total > cap:
                 raise SkyraError(ErrorCode.OBJECT_TOO_LARGE, f"object exceeds {cap} bytes")

@@ -235,6 +235,19 @@ class Verdict(_Message):
     decision: Decision | None = Field(
         default=None, description="Null only in verdicts made before policies existed."
     )
+    content_sha256: str | None = Field(
+        default=None, description="SHA-256 of the object's bytes (hex); null for frames input."
+    )
+    reused_from: str | None = Field(
+        default=None,
+        description="The event whose analysis this verdict reuses (same content, model, prompt "
+        "and settings): nothing was decoded or sent to the engine for this one.",
+    )
+    fingerprint: list[str] | None = Field(
+        default=None,
+        description="Perceptual hash of each sampled frame (64-bit dHash, 16 hex digits), to "
+        "cluster re-encoded copies; compare by mean Hamming distance (README).",
+    )
     created_at: datetime = Field(default_factory=_utcnow)
 
 

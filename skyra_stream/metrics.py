@@ -49,6 +49,23 @@ class Metrics:
             "Uploads a skip_model rule decided without decoding or the engine",
             registry=r,
         )
+        self.reuse = Counter(
+            "skyra_reuse",
+            "Verdict cache lookups by result (hit: no decode, no engine)",
+            ["result"],
+            registry=r,
+        )
+        self.gpu_requests_saved = Counter(
+            "skyra_gpu_requests_saved",
+            "Engine requests a reused verdict made unnecessary",
+            registry=r,
+        )
+        self.verdict_cache_errors = Counter(
+            "skyra_verdict_cache_errors",
+            "Verdict cache calls that failed (the job went on without the cache)",
+            ["op"],
+            registry=r,
+        )
         self.in_flight = Gauge("skyra_in_flight_messages", "Messages being processed", registry=r)
         self.engine_in_flight = Gauge(
             "skyra_engine_in_flight", "Videos inside the engine", registry=r

@@ -182,6 +182,23 @@ class Settings(BaseSettings):
     c2pa_max_manifest_bytes: int = Field(
         default=4 * MiB, gt=0, description="A bigger manifest store is `invalid`, not parsed."
     )
+    verdict_cache: bool = Field(
+        default=True,
+        description="Reuse the verdict of content already analysed (same SHA-256, same model, "
+        "prompt and settings): no decode, no engine.",
+    )
+    verdict_cache_url: SecretStr | None = Field(
+        default=None,
+        description="redis:// or rediss:// URL of a Redis or Valkey shared by the fleet; a "
+        "bounded in-process cache when unset.",
+    )
+    verdict_cache_ttl_s: float = Field(default=7 * 24 * 3600.0, gt=0)
+    verdict_cache_max_entries: int = Field(
+        default=10_000, ge=1, description="In-process cache size (verdicts are a few KiB)."
+    )
+    verdict_cache_timeout_s: float = Field(
+        default=0.25, gt=0, description="Per Redis call; a slower cache counts as down."
+    )
     review_topic: str | None = Field(
         default=None, description="Verdicts whose action is `review` are also published here."
     )

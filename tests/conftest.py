@@ -88,6 +88,9 @@ def engine_settings(model: Path, **overrides: object):  # type: ignore[no-untype
         # No torch.compile: a 4 MB model gains nothing from it, and an engine starts in
         # about 35 s instead of 60 on 2 cores (the pipeline under test is the same).
         "enforce_eager": True,
+        # The suite sends the same few clips many times and asserts on each analysis;
+        # reuse has its own tests (tests/test_reuse.py).
+        "verdict_cache": False,
     }
     values.update(overrides)
     return Settings(**values)

@@ -46,6 +46,7 @@ def settings_for(root: Path, **overrides: object) -> Settings:
         "fetch_concurrency": 2,
         "decode_concurrency": 2,
         "max_in_flight": 4,
+        "verdict_cache": False,  # the same clips on purpose; reuse: tests/test_reuse.py
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

@@ -95,6 +95,7 @@ TEST_WORKER_SETTINGS: dict[str, object] = {
     "kafka_session_timeout_ms": 10000,
     "log_format": "json",
     "enforce_eager": True,  # see tests/conftest.py engine_settings
+    "verdict_cache": False,  # as in tests/conftest.py engine_settings
 }
 
 

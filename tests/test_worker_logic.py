@@ -63,6 +63,7 @@ def make_settings(root: Path, **overrides: Any) -> Settings:
         "kafka_commit_interval_s": 0.001,
         "shutdown_timeout_s": 30,
         "kafka_revoke_budget_s": 0,  # the budget has a test of its own
+        "verdict_cache": False,  # the same clips on purpose; reuse: tests/test_reuse.py
     }
     values.update(overrides)
     return Settings(**values)

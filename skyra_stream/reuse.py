@@ -1,0 +1,223 @@
+"""Content reuse: a repost of content already analysed gets its verdict without decode or GPU.
+
+Viral uploads arrive thousands of times, byte for byte. The store is keyed by the content's
+SHA-256 plus everything that changes the answer (`answer_identity`: the model, the prompt,
+the frame and engine settings, the C2PA trust configuration), so a new checkpoint or a new
+prompt never serves an old answer. The decision is not part of the key: it is re-run under
+the current policy and the event's own tenant every time.
+
+Two stores: a bounded in-process LRU (one worker), or Redis/Valkey shared by the fleet
+(`SKYRA_VERDICT_CACHE_URL`; entries expire after `SKYRA_VERDICT_CACHE_TTL_S`, and the
+server's own `maxmemory` with an LRU policy bounds its memory). A cache that fails is a
+cache that misses: the error is counted and logged once, the store is left alone for
+`RETRY_AFTER_S`, and every job goes on to the model as if there were no cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections import OrderedDict
+from typing import IO, Any, Final, Protocol
+
+import structlog
+
+from skyra_stream.messages import ModelInfo, Verdict
+from skyra_stream.metrics import Metrics
+from skyra_stream.prompt import render_prompt
+from skyra_stream.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+KEY_PREFIX: Final = "skyra:verdict:v1"
+RETRY_AFTER_S: Final = 5.0
+CHUNK: Final = 1 << 20
+
+
+def content_sha256(body: IO[bytes]) -> str:
+    """SHA-256 of a seekable body, read once; the body is left at its start."""
+    body.seek(0)
+    digest = hashlib.sha256()
+    while chunk := body.read(CHUNK):
+        digest.update(chunk)
+    body.seek(0)
+    return digest.hexdigest()
+
+
+def answer_identity(settings: Settings, model: ModelInfo) -> str:
+    """A short hash of everything besides the bytes that decides the stored answer."""
+    anchors = settings.c2pa_trust_anchors.read_bytes() if settings.c2pa_trust_anchors else b""
+    material = {
+        "model": [model.name, model.revision],
+        # The prompt as the engine renders it, for a fixed set of timestamps: a change to
+        # the system prompt or the template changes this.
+        "prompt": hashlib.sha256(render_prompt([0.0, 1.0]).encode()).hexdigest(),
+        "frames": [settings.mm_min_pixels, settings.mm_max_pixels],
+        "engine": [
+            settings.max_tokens,
+            settings.temperature,
+            settings.seed,
+            settings.top_logprobs,
+            settings.guided,
+            settings.guided_max_text_chars,
+        ],
+        "c2pa": [settings.c2pa_enabled, settings.c2pa_max_manifest_bytes, _sha(anchors)],
+    }
+    return _sha(json.dumps(material, sort_keys=True).encode())[:16]
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class VerdictStore(Protocol):
+    def get(self, key: str) -> bytes | None: ...
+
+    def put(self, key: str, value: bytes, ttl_s: float) -> None: ...
+
+
+class MemoryVerdictStore:
+    """Bounded LRU with expiry, for one process."""
+
+    def __init__(self, max_entries: int) -> None:
+        self.max_entries = max_entries
+        self._items: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> bytes | None:
+        with self._lock:
+            item = self._items.get(key)
+            if item is None:
+                return None
+            expires, value = item
+            if expires < time.monotonic():
+                del self._items[key]
+                return None
+            self._items.move_to_end(key)
+            return value
+
+    def put(self, key: str, value: bytes, ttl_s: float) -> None:
+        with self._lock:
+            self._items[key] = (time.monotonic() + ttl_s, value)
+            self._items.move_to_end(key)
+            while len(self._items) > self.max_entries:
+                self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class RedisVerdictStore:
+    """Redis or Valkey (the same protocol), shared by every worker of the fleet."""
+
+    def __init__(self, url: str, timeout_s: float) -> None:
+        import redis  # noqa: PLC0415 - only with SKYRA_VERDICT_CACHE_URL
+        from redis.backoff import NoBackoff  # noqa: PLC0415
+        from redis.retry import Retry  # noqa: PLC0415
+
+        self._redis = redis.Redis.from_url(
+            url,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            # One immediate retry on a fresh connection: a pooled connection to a server
+            # that restarted since is dead, and the first call on it fails. Not more: a
+            # cache that is really down must cost one timeout, not several.
+            retry=Retry(NoBackoff(), 1),
+            retry_on_error=[redis.exceptions.ConnectionError],
+            health_check_interval=30,
+        )
+
+    def get(self, key: str) -> bytes | None:
+        value = self._redis.get(key)
+        return value if isinstance(value, bytes) else None
+
+    def put(self, key: str, value: bytes, ttl_s: float) -> None:
+        self._redis.set(key, value, px=max(1, int(ttl_s * 1000)))
+
+
+class ReuseCache:
+    """The analysis path's view: look a content hash up, remember a fresh verdict; never
+    raises, whatever the store does."""
+
+    def __init__(
+        self,
+        store: VerdictStore,
+        identity: str,
+        ttl_s: float,
+        metrics: Metrics | None = None,
+        *,
+        retry_after_s: float = RETRY_AFTER_S,
+    ) -> None:
+        self.store = store
+        self.identity = identity
+        self.ttl_s = ttl_s
+        self.metrics = metrics or Metrics()
+        self.retry_after_s = retry_after_s
+        self._down_until = 0.0
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, model: ModelInfo, metrics: Metrics | None = None
+    ) -> ReuseCache | None:
+        if not settings.verdict_cache:
+            return None
+        store: VerdictStore
+        if settings.verdict_cache_url is not None:
+            store = RedisVerdictStore(
+                settings.verdict_cache_url.get_secret_value(), settings.verdict_cache_timeout_s
+            )
+        else:
+            store = MemoryVerdictStore(settings.verdict_cache_max_entries)
+        return cls(store, answer_identity(settings, model), settings.verdict_cache_ttl_s, metrics)
+
+    def key(self, sha256: str) -> str:
+        return f"{KEY_PREFIX}:{self.identity}:{sha256}"
+
+    def lookup(self, sha256: str) -> Verdict | None:
+        raw = self._call("get", lambda: self.store.get(self.key(sha256)))
+        if raw is None:
+            self.metrics.reuse.labels("miss").inc()
+            return None
+        try:
+            verdict = Verdict.model_validate_json(raw)
+        except ValueError:  # a foreign or damaged entry: a miss, and it will be replaced
+            self.metrics.reuse.labels("miss").inc()
+            return None
+        self.metrics.reuse.labels("hit").inc()
+        return verdict
+
+    def remember(self, sha256: str, verdict: Verdict) -> None:
+        value = verdict.model_dump_json().encode()
+        self._call("put", lambda: self.store.put(self.key(sha256), value, self.ttl_s))
+
+    def _call(self, op: str, fn: Any) -> Any:
+        with self._lock:
+            if time.monotonic() < self._down_until:
+                return None
+        try:
+            return fn()
+        except Exception as exc:
+            self.metrics.verdict_cache_errors.labels(op).inc()
+            with self._lock:
+                was_up = time.monotonic() >= self._down_until
+                self._down_until = time.monotonic() + self.retry_after_s
+            if was_up:
+                log.warning(
+                    "verdict_cache_down", op=op, error=repr(exc)[:300], retry_s=self.retry_after_s
+                )
+            return None
+
+
+def reused(original: Verdict, **fields: Any) -> Verdict:
+    """A new event's verdict from a stored one: its own ids, source, times, worker and
+    decision; the model's answer, provenance and fingerprint of the content as stored;
+    `reused_from` names the event whose analysis it was."""
+    return original.model_copy(
+        update={
+            **fields,
+            "reused_from": original.reused_from or original.event_id,
+        }
+    )

@@ -1,0 +1,245 @@
+"""Content reuse: the same bytes get a stored verdict without decode or engine (in-process,
+through the S3 checksum on HEAD, and shared through a real Redis server, which dies and comes
+back mid-run); anything that changes the answer changes the key; the perceptual fingerprint
+keeps re-encodes close and other videos far."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import av
+import boto3
+import numpy as np
+import pytest
+
+from skyra_stream.analysis import Analysis, FileInput, Job, ObjectInput
+from skyra_stream.devstack.redis_server import RedisServer
+from skyra_stream.fingerprint import SAME_CONTENT_BITS, distance
+from skyra_stream.messages import IngestEvent, Verdict
+from skyra_stream.reuse import ReuseCache, answer_identity
+from skyra_stream.settings import Settings
+from skyra_stream.testing import FakeEngine
+
+POLICY = """
+version: "1"
+default: {id: platform, otherwise: allow, rules: []}
+tenants:
+  strict: {id: strict, otherwise: review, rules: []}
+"""
+
+
+def textured(path: Path, seed: int, crf: int = 18) -> Path:
+    """A 1 s clip of a random block texture panning right: unlike the suite's gradient test
+    clips, two seeds share no structure, as two unrelated uploads would not."""
+    rng = np.random.default_rng(seed)
+    texture = np.kron(rng.integers(0, 256, (24, 48, 3), dtype=np.uint8), np.ones((8, 8, 1)))
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 256, 160, "yuv420p"
+        stream.options = {"crf": str(crf)}
+        for i in range(30):
+            frame = np.ascontiguousarray(texture[:160, 2 * i : 2 * i + 256].astype(np.uint8))
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode(None))
+    return path
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("reuse")
+    return {
+        "a": textured(folder / "a.mp4", seed=1),
+        # The same picture re-encoded: other bytes, another container, much lower quality.
+        "a-reencoded": textured(folder / "a-reencoded.mkv", seed=1, crf=40),
+        "b": textured(folder / "b.mp4", seed=2),
+    }
+
+
+@pytest.fixture
+def fake_engine() -> Iterator[FakeEngine]:
+    with FakeEngine() as eng:
+        yield eng
+
+
+def settings_for(folder: Path, tmp: Path, **overrides: object) -> Settings:
+    policy = tmp / "policy.yaml"
+    policy.write_text(POLICY)
+    values: dict[str, object] = {
+        "local_roots": [str(folder)],
+        "engine": "fake",
+        "worker_id": "unit",
+        "decode_concurrency": 2,
+        "policy_file": policy,
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+def analyse(analysis: Analysis, path: Path, event_id: str, **metadata: str) -> Verdict:
+    event = IngestEvent(event_id=event_id, video_id=event_id, uri=path.as_uri(), metadata=metadata)
+    outcome = analysis.start(Job(event, FileInput(path))).result(timeout=60)
+    assert outcome.verdict is not None, outcome.error
+    return outcome.verdict
+
+
+def test_a_repost_is_answered_from_the_first_analysis_without_decode_or_engine(
+    clips: dict[str, Path], fake_engine: FakeEngine, tmp_path: Path
+) -> None:
+    analysis = Analysis(settings_for(clips["a"].parent, tmp_path), fake_engine)
+    try:
+        first = analyse(analysis, clips["a"], "first", tenant="other")
+        repost = analyse(analysis, clips["a"], "repost", tenant="strict")
+        again = analyse(analysis, clips["a"], "again")
+    finally:
+        analysis.close()
+    assert fake_engine.submitted == ["first"]
+    sha = hashlib.sha256(clips["a"].read_bytes()).hexdigest()
+    assert first.content_sha256 == repost.content_sha256 == sha
+    assert (first.reused_from, repost.reused_from, again.reused_from) == (None, "first", "first")
+    # The repost's own event, and the model's answer of the first.
+    assert (repost.event_id, repost.video_id) == ("repost", "repost")
+    assert (repost.label, repost.fake_probability, repost.artifacts) == (
+        first.label,
+        first.fake_probability,
+        first.artifacts,
+    )
+    assert repost.fingerprint == first.fingerprint
+    assert repost.timings_ms.decode is None
+    assert repost.timings_ms.infer is None
+    # The decision is re-run for the repost's own tenant.
+    assert first.decision is not None
+    assert repost.decision is not None
+    assert (first.decision.policy_id, repost.decision.policy_id) == ("platform", "strict")
+    assert repost.decision.action == "review"
+    assert analysis.metrics.reuse.labels("hit")._value.get() == 2
+    assert analysis.metrics.gpu_requests_saved._value.get() == 2
+
+
+def test_whatever_changes_the_answer_changes_the_key(tmp_path: Path) -> None:
+    base = settings_for(tmp_path, tmp_path)
+    from skyra_stream.messages import ModelInfo
+
+    model = ModelInfo(name="skyra-rl", revision="r1")
+    same = answer_identity(base, model)
+    assert answer_identity(base.model_copy(update={"policy_file": None}), model) == same
+    assert answer_identity(base.model_copy(update={"tenant_metadata_key": "t"}), model) == same
+    changed = {
+        "model revision": answer_identity(base, ModelInfo(name="skyra-rl", revision="r2")),
+        "max_tokens": answer_identity(base.model_copy(update={"max_tokens": 10}), model),
+        "pixels": answer_identity(base.model_copy(update={"mm_max_pixels": 1000}), model),
+        "guided": answer_identity(base.model_copy(update={"guided": "regex"}), model),
+    }
+    assert same not in changed.values()
+    assert len(set(changed.values())) == len(changed)
+
+
+def test_the_fingerprint_keeps_re_encodes_close_and_other_videos_far(
+    clips: dict[str, Path], fake_engine: FakeEngine, tmp_path: Path
+) -> None:
+    analysis = Analysis(settings_for(clips["a"].parent, tmp_path), fake_engine)
+    try:
+        a, again, b = (analyse(analysis, clips[k], k) for k in ("a", "a-reencoded", "b"))
+    finally:
+        analysis.close()
+    assert a.fingerprint is not None
+    assert again.fingerprint is not None
+    assert b.fingerprint is not None
+    assert again.reused_from is None  # other bytes: analysed again
+    assert len(a.fingerprint) == 16
+    assert all(len(h) == 16 for h in a.fingerprint)
+    near, far = distance(a.fingerprint, again.fingerprint), distance(a.fingerprint, b.fingerprint)
+    print(f"re-encode {near:.2f} bits, other video {far:.2f} bits")
+    assert near <= SAME_CONTENT_BITS < far
+
+
+def test_the_checksum_on_head_answers_before_anything_is_downloaded(
+    moto_server: str, clips: dict[str, Path], fake_engine: FakeEngine, tmp_path: Path
+) -> None:
+    s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
+    s3.create_bucket(Bucket="reuse")
+    data = clips["b"].read_bytes()
+    s3.put_object(Bucket="reuse", Key="with-sum.mp4", Body=data, ChecksumAlgorithm="SHA256")
+    s3.put_object(Bucket="reuse", Key="copy.mp4", Body=data, ChecksumAlgorithm="SHA256")
+    s3.put_object(Bucket="reuse", Key="no-sum.mp4", Body=data)
+    settings = settings_for(
+        tmp_path, tmp_path, s3_endpoint_url=moto_server, s3_allowed_buckets=["reuse"]
+    )
+    analysis = Analysis(settings, fake_engine)
+    sha = hashlib.sha256(data).hexdigest()
+    stored = analysis.fetcher.stored_checksum("s3://reuse/with-sum.mp4")
+    assert stored is not None
+    assert stored.sha256 == sha
+    assert analysis.fetcher.stored_checksum("s3://reuse/no-sum.mp4") is None
+
+    def run(key: str, event_id: str) -> Verdict:
+        uri = f"s3://reuse/{key}"
+        event = IngestEvent(event_id=event_id, video_id=event_id, uri=uri)
+        outcome = analysis.start(Job(event, ObjectInput(uri))).result(timeout=60)
+        assert outcome.verdict is not None, outcome.error
+        return outcome.verdict
+
+    try:
+        first = run("with-sum.mp4", "s3-first")
+        copy = run("copy.mp4", "s3-copy")  # the store's checksum: not even downloaded
+        plain = run("no-sum.mp4", "s3-plain")  # no checksum: downloaded, hashed, reused
+    finally:
+        analysis.close()
+    assert first.timings_ms.fetch is not None
+    assert first.content_sha256 == sha
+    assert (copy.reused_from, copy.timings_ms.fetch, copy.source.size_bytes) == (
+        "s3-first",
+        None,
+        len(data),
+    )
+    assert (plain.reused_from, plain.content_sha256) == ("s3-first", sha)
+    assert plain.timings_ms.fetch is not None
+    assert fake_engine.submitted == ["s3-first"]
+
+
+@pytest.mark.subprocess
+def test_the_fleet_shares_a_redis_and_a_dead_redis_only_costs_the_reuse(
+    clips: dict[str, Path], fake_engine: FakeEngine, tmp_path: Path
+) -> None:
+    with RedisServer(tmp_path / "redis.log") as redis:
+        settings = settings_for(
+            clips["a"].parent, tmp_path, verdict_cache_url=redis.url, verdict_cache_timeout_s=0.5
+        )
+        pod_a, pod_b = Analysis(settings, fake_engine), Analysis(settings, fake_engine)
+        for pod in (pod_a, pod_b):
+            assert pod.reuse is not None
+            pod.reuse.retry_after_s = 0.5
+        try:
+            first = analyse(pod_a, clips["a"], "pod-a")
+            shared = analyse(pod_b, clips["a"], "pod-b")  # another pod, the same Redis
+            assert shared.reused_from == "pod-a"
+            redis.kill()
+            alive = analyse(pod_b, clips["a"], "while-down")  # analysed, not failed
+            assert alive.reused_from is None
+            assert pod_b.metrics.verdict_cache_errors.labels("get")._value.get() >= 1
+            redis.start()  # empty, as a restarted cache is
+            time.sleep(0.6)  # past the retry pause
+            refilled = analyse(pod_b, clips["b"], "after-restart")
+            reused = analyse(pod_a, clips["b"], "after-restart-copy")
+            assert (refilled.reused_from, reused.reused_from) == (None, "after-restart")
+        finally:
+            pod_a.close()
+            pod_b.close()
+    assert first.reused_from is None
+    assert fake_engine.submitted == ["pod-a", "while-down", "after-restart"]
+
+
+def test_a_cache_error_is_a_miss_never_a_failure(tmp_path: Path) -> None:
+    class Broken:
+        def get(self, key: str) -> bytes | None:
+            raise ConnectionError("down")
+
+        def put(self, key: str, value: bytes, ttl_s: float) -> None:
+            raise ConnectionError("down")
+
+    cache = ReuseCache(Broken(), "id", 60.0, retry_after_s=60.0)
+    assert cache.lookup("0" * 64) is None
+    assert cache.lookup("0" * 64) is None  # paused: the store is not asked again
+    assert cache.metrics.verdict_cache_errors.labels("get")._value.get() == 1
