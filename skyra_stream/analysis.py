@@ -144,7 +144,9 @@ class _Run:
     sha256: str | None = None
     fingerprint: list[str] | None = None
     times: dict[str, float] = field(default_factory=dict)
-    engine_future: concurrent.futures.Future[EngineResult] | None = None
+    # One engine request per window (one for a short video), all submitted together so
+    # that they batch with each other and with everything else in flight.
+    engine_futures: list[concurrent.futures.Future[EngineResult]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -334,46 +336,67 @@ class Analysis:
         self._count_decode(run, video)
         run.video = video
         run.fingerprint = fingerprint(video.frames)
-        request = EngineRequest(
-            run.job.event.event_id, video.frames, video.timestamps_s, priority=run.job.priority
-        )
+        event_id, priority = run.job.event.event_id, run.job.priority
+        if video.windows:
+            requests = [
+                EngineRequest(f"{event_id}#w{k}", w.frames, w.timestamps_s, priority=priority)
+                for k, w in enumerate(video.windows)
+            ]
+        else:
+            requests = [EngineRequest(event_id, video.frames, video.timestamps_s, priority)]
         with run.lock:
             if run.future.done():
                 return
-            run.engine_future = self.engine.submit(request)
+            run.engine_futures = [self.engine.submit(r) for r in requests]
+            futures = list(run.engine_futures)
         self._engine_gauges()
-        run.engine_future.add_done_callback(lambda f: self._answered(run, f))
+        remaining = [len(futures)]
+        counter = threading.Lock()
 
-    def _answered(self, run: _Run, future: concurrent.futures.Future[EngineResult]) -> None:
+        def one_done(_f: concurrent.futures.Future[EngineResult]) -> None:
+            with counter:
+                remaining[0] -= 1
+                last = remaining[0] == 0
+            if last:
+                self._answered(run, futures)
+
+        for f in futures:
+            f.add_done_callback(one_done)
+
+    def _answered(self, run: _Run, futures: list[concurrent.futures.Future[EngineResult]]) -> None:
         self._engine_gauges()
-        if future.cancelled():
+        if any(f.cancelled() for f in futures):
             return  # the job was cancelled; its own future says so
-        exc = future.exception()
-        if exc is not None:
-            # Back through _stage, so that the engine's errors map like every other stage's.
-            self._stage(run, lambda _r: _raise(exc))
+        failed = next((e for f in futures if (e := f.exception()) is not None), None)
+        if failed is not None:
+            # Back through _stage, so that the engine's errors map like every other stage's
+            # (one failed window fails the video: no partial verdicts).
+            self._stage(run, lambda _r: _raise(failed))
             return
-        self._stage(run, lambda r: self._finish(r, future.result()))
+        self._stage(run, lambda r: self._finish(r, [f.result() for f in futures]))
 
-    def _finish(self, run: _Run, result: EngineResult) -> None:
+    def _finish(self, run: _Run, results: list[EngineResult]) -> None:
         video, source = run.video, run.source
         if video is None or source is None:  # cancelled meanwhile (a no-op then), or a bug
             raise RuntimeError("an answer for a job that was never decoded")
-        self.metrics.stage_seconds.labels("queue").observe(result.queue_s)
-        self.metrics.stage_seconds.labels("infer").observe(result.infer_s)
+        # Windows run side by side: the video waited as long as its slowest one.
+        queue_s = max(r.queue_s for r in results)
+        infer_s = max(r.infer_s for r in results)
+        self.metrics.stage_seconds.labels("queue").observe(queue_s)
+        self.metrics.stage_seconds.labels("infer").observe(infer_s)
         total = time.monotonic() - run.job.accepted_at
         times = StageTimes(
             fetch=run.times.get("fetch"),
             decode=run.times.get("decode"),
-            queue=result.queue_s,
-            infer=result.infer_s,
+            queue=queue_s,
+            infer=infer_s,
             total=total,
         )
         verdict = build_verdict(
             event=run.job.event,
             source=source,
             video=video,
-            result=result,
+            results=results,
             model=self.model,
             worker=self.worker,
             times=times,
@@ -499,13 +522,14 @@ class Analysis:
         if run is None:
             return
         with run.lock:
-            engine_future = run.engine_future
-            # The engine future's callback refers to the run: let go of both, and of the
+            engine_futures = run.engine_futures
+            # The engine futures' callbacks refer to the run: let go of both, and of the
             # frames, now (the outcome keeps what its caller needs).
-            run.engine_future = None
+            run.engine_futures = []
             run.video = None
-        if future.cancelled() and engine_future is not None:
-            engine_future.cancel()  # aborts the request inside the engine
+        if future.cancelled():
+            for engine_future in engine_futures:
+                engine_future.cancel()  # aborts the request inside the engine
 
     def _check_size(self, size: int, what: str) -> None:
         if size > self.settings.max_object_bytes:

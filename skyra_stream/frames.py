@@ -19,6 +19,7 @@ import dataclasses
 import functools
 import io
 import itertools
+import math
 import os
 import time
 from collections.abc import Iterator
@@ -86,6 +87,43 @@ class DecodeLimits:
     # when the GPU cannot take it (the reason is in SampledVideo.fallback). A video that
     # fails on the GPU is tried once more in software, each try with its own timeout_s.
     device: str = "cpu"
+    # Long videos: longer than `window_threshold_s`, a video is sampled as windows of at
+    # most `window_s` seconds, each with its own `num_frames` over its own span, in one
+    # decode pass. Up to `max_windows` tile the whole video; a longer one gets `max_windows`
+    # windows of `window_s` spread evenly over it (the gaps are reported as coverage).
+    # None: one window, whatever the length.
+    window_s: float | None = None
+    window_threshold_s: float = 60.0
+    max_windows: int = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """One span of a long video, sampled like a whole short one (timestamps on the video's
+    clock, as the model reads them)."""
+
+    start_s: float
+    end_s: float
+    frames: list[RGBFrame]
+    timestamps_s: list[float]
+
+
+def window_spans(duration_s: float, limits: DecodeLimits) -> list[tuple[float, float]]:
+    """The spans a video of `duration_s` is analysed as: one, or tiling windows, or
+    `max_windows` spread evenly when tiling would need more."""
+    if (
+        limits.window_s is None
+        or limits.max_windows <= 1
+        or duration_s <= limits.window_threshold_s
+    ):
+        return [(0.0, duration_s)]
+    needed = math.ceil(duration_s / limits.window_s)
+    if needed <= limits.max_windows:
+        step = duration_s / needed
+        return [(k * step, (k + 1) * step) for k in range(needed)]
+    count, length = limits.max_windows, limits.window_s
+    stride = (duration_s - length) / (count - 1) if count > 1 else 0.0
+    return [(k * stride, k * stride + length) for k in range(count)]
 
 
 # Decoders whose skip_frame is honoured per packet, as this sampler switches it. Others (dav1d,
@@ -103,6 +141,9 @@ class SampledVideo:
     frames_decoded: int = 0
     convert_cpu_s: float = 0.0
     decoded_on: str = "cpu"
+    # Long videos: the windows, each with its own frames (which `frames` holds all of, in
+    # time order); empty when the video is one window.
+    windows: list[Window] = dataclasses.field(default_factory=list)
     # Why a video asked for the GPU was decoded in software: (kind, message), kind one of
     # HARDWARE_FALLBACKS.
     fallback: tuple[str, str] | None = None
@@ -277,15 +318,34 @@ class _Sampler:
         timeline = self._scan()
         if timeline is None or not timeline.pts:
             raise SkyraError(ErrorCode.DECODE_FAILED, "no decodable video frames")
-        n = len(timeline.pts)
-        indices = sorted({int(i) for i in np.linspace(0, n - 1, self.limits.num_frames)})
-        targets = [timeline.pts[i] for i in indices]
+        first = timeline.pts[0]
+        span_s = float((timeline.pts[-1] - first) * self.tb)
+        spans = window_spans(span_s, self.limits)
+        per_window = [
+            self._window_targets(timeline, first, span, last=k == len(spans) - 1)
+            for k, span in enumerate(spans)
+        ]
+        targets = sorted({pts for window in per_window for pts in window})
         picked = self._decode_targets(timeline, targets)
         if not picked:
             raise SkyraError(ErrorCode.DECODE_FAILED, "no frame could be decoded")
-        first = timeline.pts[0]
         frames = [img for _, img in picked]
         stamps = [round(float((pts - first) * self.tb), 4) for pts, _ in picked]
+        windows: list[Window] = []
+        if len(spans) > 1:
+            # picked[i] answers targets[i] (a prefix of them when the stream ended early).
+            by_target = {t: i for i, t in enumerate(targets[: len(picked)])}
+            for (start, end), wanted in zip(spans, per_window, strict=True):
+                idx = [by_target[t] for t in wanted if t in by_target]
+                if idx:
+                    windows.append(
+                        Window(
+                            start_s=round(start, 4),
+                            end_s=round(end, 4),
+                            frames=[frames[i] for i in idx],
+                            timestamps_s=[stamps[i] for i in idx],
+                        )
+                    )
         cc = self.stream.codec_context
         disp_w, disp_h = self._upright_size(cc.width, cc.height, self._quarter_turns)
         duration = self._claimed_duration()
@@ -310,7 +370,27 @@ class _Sampler:
             frames_decoded=self.frames_decoded,
             convert_cpu_s=self.convert_cpu_s,
             decoded_on="cuda" if on_gpu else "cpu",
+            windows=windows,
         )
+
+    def _window_targets(
+        self, timeline: _Timeline, first: int, span: tuple[float, float], last: bool
+    ) -> list[int]:
+        """`num_frames` frame timestamps spread uniformly over the frames inside `span`
+        (seconds from the first frame), as the whole video's are when it is one window.
+        A window starts at its boundary and ends before the next one; the last one runs to
+        the last frame."""
+        ticks = float(self.tb)
+        lo = bisect.bisect_left(timeline.pts, first + round(span[0] / ticks))
+        hi = (
+            len(timeline.pts)
+            if last
+            else bisect.bisect_left(timeline.pts, first + round(span[1] / ticks))
+        )
+        inside = timeline.pts[lo:hi] or timeline.pts[min(lo, len(timeline.pts) - 1) :][:1]
+        n = len(inside)
+        picks = sorted({int(i) for i in np.linspace(0, n - 1, self.limits.num_frames)})
+        return [inside[i] for i in picks]
 
     # -- bounds -----------------------------------------------------------------------------
 

@@ -137,6 +137,18 @@ class WorkerInfo(_Message):
     version: str
 
 
+class Segment(_Message):
+    """One window of a long upload, analysed like a whole short video."""
+
+    start_s: float = Field(description="Window start on the video's clock.")
+    end_s: float
+    status: Literal["ok", "unparseable"]
+    label: Literal["fake", "real"] | None
+    fake_probability: Annotated[float, Field(ge=0.0, le=1.0)] | None
+    artifacts: list[Artifact] = Field(description="Times on the video's clock.")
+    timestamps_s: list[float] = Field(description="The window's sampled frames.")
+
+
 ProvenanceState = Literal["absent", "trusted", "untrusted", "invalid"]
 Action = Literal["allow", "review", "block"]
 
@@ -189,6 +201,8 @@ class DecisionInputs(_Message):
     provenance: ProvenanceState | None = Field(description="Null when nothing was read.")
     declares_generated: bool
     declares_captured: bool
+    segments: int = Field(default=0, description="Windows of a long upload (0: one window).")
+    fake_segments: int = Field(default=0, description="Windows labelled fake.")
 
 
 class Decision(_Message):
@@ -234,6 +248,18 @@ class Verdict(_Message):
     )
     decision: Decision | None = Field(
         default=None, description="Null only in verdicts made before policies existed."
+    )
+    segments: list[Segment] = Field(
+        default_factory=list,
+        description="Long uploads: one per window, in time order; the top-level label is fake "
+        "when any window is, P(fake) is the windows' maximum, artifacts are all windows' (on "
+        "the video's clock). Empty for a video analysed as one window.",
+    )
+    coverage: float | None = Field(
+        default=None,
+        description="Share of the duration inside the windows: 1.0 when they tile the whole "
+        "video, less when it needed more than SKYRA_MAX_WINDOWS and they were spread over it. "
+        "Null for one window.",
     )
     content_sha256: str | None = Field(
         default=None, description="SHA-256 of the object's bytes (hex); null for frames input."

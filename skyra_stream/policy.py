@@ -72,6 +72,9 @@ class Conditions(_Strict):
     )
     declares_generated: bool | None = None
     declares_captured: bool | None = None
+    min_fake_segments: int | None = Field(
+        default=None, ge=1, description="At least this many windows of a long upload are fake."
+    )
 
     @field_validator("artifact_types")
     @classmethod
@@ -118,6 +121,7 @@ class Conditions(_Strict):
             self.provenance is None or x.provenance in self.provenance,
             self.declares_generated is None or x.declares_generated == self.declares_generated,
             self.declares_captured is None or x.declares_captured == self.declares_captured,
+            self.min_fake_segments is None or x.fake_segments >= self.min_fake_segments,
         )
         return all(checks)
 
@@ -246,6 +250,8 @@ def inputs_of(
         provenance=prov.state if prov else None,
         declares_generated=bool(prov and prov.declares_generated),
         declares_captured=bool(prov and prov.declares_captured),
+        segments=len(verdict.segments),
+        fake_segments=sum(1 for s in verdict.segments if s.label == "fake"),
     )
 
 

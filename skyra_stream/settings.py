@@ -161,6 +161,23 @@ class Settings(BaseSettings):
         description="Skip decoding frames that no other frame references and that are not "
         "samples (H.264, HEVC, MPEG-2/4); the samples are bit-identical either way.",
     )
+    window_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="Long uploads are analysed as windows of at most this many seconds, 16 "
+        "frames each (Skyra was trained on clips of a few seconds).",
+    )
+    window_threshold_s: float = Field(
+        default=20.0, gt=0, description="Uploads up to this long are one window, as before."
+    )
+    max_windows: int = Field(
+        default=12,
+        ge=1,
+        le=64,
+        description="Windows per video (each one engine request); a longer upload gets this "
+        "many windows spread evenly over it, and the verdict's coverage says how much of it "
+        "they span. 1: never windowed.",
+    )
     max_message_bytes: int = Field(default=1 * MiB, gt=0)
     max_metadata_bytes: int = Field(default=16 * 1024, ge=0)
 
@@ -326,6 +343,9 @@ class Settings(BaseSettings):
             threads=threads,
             skip_nonref=self.decode_skip_nonref,
             device=self.resolved_decode_device(),
+            window_s=self.window_s,
+            window_threshold_s=self.window_threshold_s,
+            max_windows=self.max_windows,
         )
 
     def resolved_decode_device(self) -> str:

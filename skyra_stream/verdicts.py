@@ -10,7 +10,9 @@ from __future__ import annotations
 import base64
 import os
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from skyra_stream import __version__
 from skyra_stream.errors import ErrorCode, SkyraError
@@ -24,6 +26,7 @@ from skyra_stream.messages import (
     KafkaPosition,
     ModelInfo,
     Provenance,
+    Segment,
     Source,
     Timings,
     Verdict,
@@ -69,34 +72,93 @@ def build_verdict(
     event: IngestEvent,
     source: Source,
     video: SampledVideo,
-    result: EngineResult,
+    results: Sequence[EngineResult],
     model: ModelInfo,
     worker: WorkerInfo,
     times: StageTimes,
     settings: Settings,
 ) -> Verdict:
-    """The verdict for one answered video; boxes are normalised against the frame size the
-    processor fed the model."""
+    """The verdict for one answered video (one result per window of a long one); boxes are
+    normalised against the frame size the processor fed the model."""
     h, w = video.frames[0].shape[:2]
     seen = model_frame_size(
         w, h, min_pixels=settings.mm_min_pixels, max_pixels=settings.mm_max_pixels
     )
-    parsed = parse_response(result.text, duration_s=video.info.duration_s, frame_size=seen)
+    duration = video.info.duration_s
+    if not video.windows:
+        (result,) = results
+        parsed = parse_response(result.text, duration_s=duration, frame_size=seen)
+        return Verdict(
+            event_id=event.event_id,
+            video_id=event.video_id,
+            source=source,
+            status=parsed.status,
+            label=parsed.label,
+            fake_probability=result.fake_probability if parsed.label else None,
+            artifacts=parsed.artifacts,
+            cleared_regions=parsed.cleared_regions,
+            explanation=parsed.explanation,
+            raw_response=result.text,
+            video=video.info,
+            model=model,
+            timings_ms=times.as_ms(),
+            worker=worker,
+        )
+    windows = [
+        (window, result, parse_response(result.text, duration_s=duration, frame_size=seen))
+        for window, result in zip(video.windows, results, strict=True)
+    ]
+    segments = [
+        Segment(
+            start_s=window.start_s,
+            end_s=window.end_s,
+            status=parsed.status,
+            label=parsed.label,
+            fake_probability=result.fake_probability if parsed.label else None,
+            artifacts=parsed.artifacts,
+            timestamps_s=window.timestamps_s,
+        )
+        for window, result, parsed in windows
+    ]
+    answered = [
+        (seg, parsed)
+        for seg, (_, _, parsed) in zip(segments, windows, strict=True)
+        if seg.label is not None
+    ]
+    label: Literal["fake", "real"] | None = None
+    if any(seg.label == "fake" for seg, _ in answered):
+        label = "fake"
+    elif answered:
+        label = "real"
+    # The explanation of the window that weighs most: the most likely fake one.
+    top = max(answered, key=lambda a: a[0].fake_probability or 0.0, default=None)
+    covered = sum(seg.end_s - seg.start_s for seg in segments)
     return Verdict(
         event_id=event.event_id,
         video_id=event.video_id,
         source=source,
-        status=parsed.status,
-        label=parsed.label,
-        fake_probability=result.fake_probability if parsed.label else None,
-        artifacts=parsed.artifacts,
-        cleared_regions=parsed.cleared_regions,
-        explanation=parsed.explanation,
-        raw_response=result.text,
+        status="ok" if answered else "unparseable",
+        label=label,
+        fake_probability=max((seg.fake_probability or 0.0 for seg, _ in answered), default=None)
+        if label
+        else None,
+        artifacts=sorted(
+            (a for seg in segments for a in seg.artifacts), key=lambda a: a.start_s or 0.0
+        ),
+        cleared_regions=[r for _, _, parsed in windows for r in parsed.cleared_regions],
+        explanation=top[1].explanation if top else None,
+        raw_response="\n".join(
+            f"[window {seg.start_s:.2f}-{seg.end_s:.2f} s]\n{result.text}"
+            for seg, (_, result, _) in zip(segments, windows, strict=True)
+        ),
         video=video.info,
         model=model,
         timings_ms=times.as_ms(),
         worker=worker,
+        segments=segments,
+        # Against the last frame's time (where the last window ends), not the container's
+        # claimed duration, which runs a frame further.
+        coverage=round(min(1.0, covered / end), 4) if (end := segments[-1].end_s) > 0 else None,
     )
 
 
