@@ -2,7 +2,9 @@
 
 Reviewers look at this instead of reading JSON: a header with the verdict and P(fake), then
 the frames in time order, each labelled with its timestamp; every artifact whose time span
-covers a frame has its box drawn on that frame with the artifact type as a label.
+covers a frame has its box drawn on that frame with the artifact type as a label. A long
+upload analysed as windows gets a timeline strip under the header (each window coloured by
+its label, gaps left dark) and the frames of its most suspicious window, outlined there.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from skyra_stream.messages import Artifact, Verdict
 COLUMNS = 4
 PAD = 8
 HEADER_H = 64
+STRIP_H = 30
 LABEL_H = 18
 BACKGROUND = (24, 24, 28)
 TEXT = (235, 235, 235)
@@ -66,21 +69,29 @@ def render_sheet(
     if verdict.video is None:
         raise ValueError("a skipped verdict has no frames to draw")
     stamps = verdict.video.timestamps_s
+    focus = _focus(verdict)
+    if focus is not None:  # one window's frames, found by their timestamps
+        at = {t: i for i, t in enumerate(stamps)}
+        picked = [at[t] for t in verdict.segments[focus].timestamps_s if t in at]
+        frames, stamps = [frames[i] for i in picked], [stamps[i] for i in picked]
+    top = HEADER_H + (STRIP_H if focus is not None else 0)
     cell_h = max(f.shape[0] for f in frames)
     cell_w = max(f.shape[1] for f in frames)
     rows = math.ceil(len(frames) / COLUMNS)
     width = PAD + COLUMNS * (cell_w + PAD)
-    height = HEADER_H + rows * (cell_h + LABEL_H + PAD) + PAD
+    height = top + rows * (cell_h + LABEL_H + PAD) + PAD
     sheet = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(sheet)
     _header(draw, verdict, width, title)
+    if focus is not None:
+        _timeline(draw, verdict, focus, width)
     types = list(dict.fromkeys(a.type for a in verdict.artifacts))
     colors = {t: BOX_COLORS[i % len(BOX_COLORS)] for i, t in enumerate(types)}
     spacing = (stamps[-1] - stamps[0]) / max(1, len(stamps) - 1) if len(stamps) > 1 else 0.0
     small = _font(13)
     for i, frame in enumerate(frames):
         x = PAD + (i % COLUMNS) * (cell_w + PAD)
-        y = HEADER_H + (i // COLUMNS) * (cell_h + LABEL_H + PAD)
+        y = top + (i // COLUMNS) * (cell_h + LABEL_H + PAD)
         h, w = frame.shape[:2]
         sheet.paste(Image.fromarray(frame), (x, y + LABEL_H))
         t = stamps[i] if i < len(stamps) else 0.0
@@ -101,6 +112,31 @@ def render_sheet(
     out.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(out, format="PNG", optimize=True)
     return out
+
+
+def _focus(verdict: Verdict) -> int | None:
+    """The window whose frames the sheet shows: the most likely fake one."""
+    if not verdict.segments:
+        return None
+    scores = [
+        (s.label == "fake", s.fake_probability or 0.0, -i) for i, s in enumerate(verdict.segments)
+    ]
+    return -max(scores)[2]
+
+
+def _timeline(draw: ImageDraw.ImageDraw, verdict: Verdict, focus: int, width: int) -> None:
+    """Windows along the video's duration, coloured by label; the shown one outlined."""
+    end = max(verdict.segments[-1].end_s, verdict.video.duration_s if verdict.video else 0.0)
+    x0, x1, y0, y1 = PAD, width - PAD, HEADER_H - 2, HEADER_H + STRIP_H - 10
+    draw.rectangle((x0, y0, x1, y1), fill=(50, 50, 58))
+    scale = (x1 - x0) / end if end > 0 else 0.0
+    for i, seg in enumerate(verdict.segments):
+        color = FAKE if seg.label == "fake" else REAL if seg.label == "real" else UNKNOWN
+        box = (x0 + seg.start_s * scale, y0, max(x0 + seg.end_s * scale - 3, x0 + 1), y1)
+        draw.rectangle(box, fill=color, outline=TEXT if i == focus else None, width=2)
+    coverage = f"   coverage {verdict.coverage:.0%}" if verdict.coverage is not None else ""
+    text = f"{len(verdict.segments)} windows{coverage}; frames of window {focus + 1} below"
+    draw.text((x0 + 4, y0 + 2), text, fill=(0, 0, 0), font=_font(12))
 
 
 def _header(draw: ImageDraw.ImageDraw, verdict: Verdict, width: int, title: str) -> None:

@@ -190,3 +190,39 @@ def test_policies_read_the_segments(clips: dict[str, Path], fake_engine: FakeEng
         assert decision.inputs.segments == 6
         expected = "block" if fakes >= 2 else "review" if fakes == 1 else "allow"
         assert decision.action == expected
+
+
+def test_the_evidence_sheet_draws_the_windows_and_the_most_suspicious_ones_frames(
+    clips: dict[str, Path], fake_engine: FakeEngine, tmp_path: Path
+) -> None:
+    from PIL import Image
+
+    from skyra_stream import render
+
+    analysis = analysis_for(clips["long"].parent, fake_engine)
+    try:
+        event = IngestEvent(event_id="sheet", video_id="sheet", uri=clips["long"].as_uri())
+        outcome = analysis.start(Job(event, FileInput(clips["long"]))).result(timeout=60)
+    finally:
+        analysis.close()
+    v, video = outcome.verdict, outcome.video
+    assert v is not None
+    assert video is not None
+    path = render.render_sheet(video.frames, v, tmp_path / "sheet.png")
+    sheet = Image.open(path).convert("RGB")
+    cell_h = video.frames[0].shape[0]
+    rows = 16 // render.COLUMNS  # one window's frames, not all 96
+    assert (
+        sheet.height
+        == render.HEADER_H
+        + render.STRIP_H
+        + rows * (cell_h + render.LABEL_H + render.PAD)
+        + render.PAD
+    )
+    end = max(v.segments[-1].end_s, v.video.duration_s)  # type: ignore[union-attr]
+    scale = (sheet.width - 2 * render.PAD) / end
+    y = render.HEADER_H + render.STRIP_H - 14  # inside the strip, under its caption
+    for seg in v.segments:
+        x = render.PAD + (seg.start_s + seg.end_s) / 2 * scale
+        want = render.FAKE if seg.label == "fake" else render.REAL
+        assert sheet.getpixel((int(x), y)) == want
