@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.skyra-setup
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help setup demo test test-fast test-all chaos chaos-fleet soak lint bench bench-frames bench-engine bench-guided bench-decode bench-ceiling bench-worker bench-api bench-analyze bench-provenance bench-reuse schemas clean
+.PHONY: help setup demo test test-fast test-all chaos chaos-fleet soak lint bench bench-frames bench-engine bench-guided bench-decode bench-ceiling bench-worker bench-api bench-analyze bench-provenance bench-reuse bench-windows schemas clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -51,7 +51,7 @@ lint: setup  ## ruff and mypy
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-bench: bench-frames bench-engine bench-guided bench-decode bench-ceiling bench-worker bench-api bench-analyze bench-provenance bench-reuse  ## every benchmark
+bench: bench-frames bench-engine bench-guided bench-decode bench-ceiling bench-worker bench-api bench-analyze bench-provenance bench-reuse bench-windows  ## every benchmark
 
 bench-frames: setup  ## frame sampler against decode-everything (last line: ratios)
 	$(PY) -m benchmarks.frames
@@ -79,6 +79,9 @@ bench-provenance: setup  ## C2PA read + policy per upload against fetch + decode
 
 bench-reuse: setup  ## throughput with the verdict cache vs without, 30 % reposts, tiny model on vLLM (last line: ratio)
 	$(PY) -m benchmarks.reuse $(BENCH_ARGS)
+
+bench-windows: setup  ## long uploads: decode and engine cost of 8 windows against 1 (last line: ratios)
+	$(PY) -m benchmarks.windows $(BENCH_ARGS)
 
 bench-analyze: setup  ## peak RSS of `analyze` over 400 clips vs 20 (BENCH_ARGS="--engine vllm": with vLLM)
 	$(PY) -m benchmarks.analyze_memory $(BENCH_ARGS)
