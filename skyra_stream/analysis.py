@@ -387,6 +387,7 @@ class Analysis:
         total = time.monotonic() - run.job.accepted_at
         times = StageTimes(
             fetch=run.times.get("fetch"),
+            provenance=run.times.get("provenance"),
             decode=run.times.get("decode"),
             queue=queue_s,
             infer=infer_s,
@@ -468,8 +469,10 @@ class Analysis:
     def _decided_before_model(self, run: _Run) -> bool:
         """Read the upload's content credentials; when a `skip_model` rule decides from
         them, settle the job with a skipped verdict (nothing decoded, no engine request)."""
+        started = time.monotonic()
         run.provenance = self._read_provenance(run)
         if run.provenance is not None:
+            self._time(run, "provenance", started)
             self.metrics.provenance.labels(run.provenance.state).inc()
         inputs = before_model_inputs(self.tenant(run.job.event), run.provenance)
         decision = decide_before_model(self.policies, inputs)
@@ -486,7 +489,9 @@ class Analysis:
             model=self.model,
             worker=self.worker,
             times=StageTimes(
-                fetch=run.times.get("fetch"), total=time.monotonic() - run.job.accepted_at
+                fetch=run.times.get("fetch"),
+                provenance=run.times.get("provenance"),
+                total=time.monotonic() - run.job.accepted_at,
             ),
         )
         self.metrics.model_skipped.inc()

@@ -122,6 +122,9 @@ class Timings(_Message):
     """Milliseconds per stage of the one analysis path, the same for every front door."""
 
     fetch: float | None = Field(default=None, description="Download (null: nothing fetched).")
+    provenance: float | None = Field(
+        default=None, description="Reading the C2PA content credentials (null: not read)."
+    )
     decode: float | None = Field(default=None, description="Sampling the 16 frames.")
     queue: float | None = Field(default=None, description="Waiting for a place in the engine.")
     infer: float | None = Field(default=None, description="Inside the engine.")
@@ -183,7 +186,6 @@ class Provenance(_Message):
         description="The manifest declares a camera capture (IPTC `digitalCapture`, "
         "`computationalCapture`).",
     )
-    read_ms: float = Field(default=0.0, description="Time spent finding and validating it.")
 
 
 class DecisionInputs(_Message):

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import struct
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Final
@@ -98,14 +97,10 @@ class ProvenanceReader:
 
     def read(self, body: IO[bytes]) -> Provenance:
         """The provenance of the file in `body` (seekable); `body` is left at its start."""
-        started = time.perf_counter()
         try:
-            result = self._read(body)
+            return self._read(body)
         finally:
             body.seek(0)
-        return result.model_copy(
-            update={"read_ms": round((time.perf_counter() - started) * 1000, 2)}
-        )
 
     def _read(self, body: IO[bytes]) -> Provenance:
         try:

@@ -49,6 +49,7 @@ class StageTimes:
     """Seconds spent per stage for one video (None for a stage it never reached)."""
 
     fetch: float | None = None
+    provenance: float | None = None
     decode: float | None = None
     queue: float | None = None
     infer: float | None = None
@@ -60,6 +61,7 @@ class StageTimes:
 
         return Timings(
             fetch=ms(self.fetch),
+            provenance=ms(self.provenance),
             decode=ms(self.decode),
             queue=ms(self.queue),
             infer=ms(self.infer),

@@ -73,6 +73,10 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "a": write_video(folder / "a.mp4", VideoSpec(frames=30, seed=1)),
         "b": write_video(folder / "b.webm", VideoSpec(codec="libvpx-vp9", frames=30, seed=2)),
         "big": write_video(folder / "big.mp4", VideoSpec(width=1280, height=720, frames=3)),
+        # 30 s: three windows of 10 s (tests/test_windows.py has the logic on the fake engine).
+        "long": write_video(
+            folder / "long.mp4", VideoSpec(width=128, height=96, fps=5, frames=150, gop=25)
+        ),
     }
 
 
@@ -133,6 +137,31 @@ def test_upload_gets_a_verdict_with_the_request_id(api: Api, clips: dict[str, Pa
     assert verdict.source.uri == "upload:a.mp4"
     assert verdict.video.frames_sampled == 16
     assert verdict.status in ("ok", "unparseable")
+
+
+def test_a_long_upload_is_analysed_as_windows_on_the_real_engine(
+    api: Api, clips: dict[str, Path]
+) -> None:
+    with api.client() as c:
+        resp = c.post(
+            "/v1/analyze", files={"file": ("long.mp4", clips["long"].read_bytes(), "video/mp4")}
+        )
+    verdict = _verdict(resp)
+    assert [(s.start_s, s.end_s) for s in verdict.segments] == [
+        (0.0, pytest.approx(9.9333, abs=0.001)),
+        (pytest.approx(9.9333, abs=0.001), pytest.approx(19.8667, abs=0.001)),
+        (pytest.approx(19.8667, abs=0.001), 29.8),
+    ]
+    assert verdict.coverage == 1.0
+    assert verdict.video.frames_sampled == 48
+    for seg in verdict.segments:
+        assert len(seg.timestamps_s) == 16
+        assert seg.start_s <= seg.timestamps_s[0] <= seg.timestamps_s[-1] <= seg.end_s
+    # Whatever the random model answered per window, the aggregate follows the rule.
+    labels = [s.label for s in verdict.segments]
+    expected = "fake" if "fake" in labels else "real" if "real" in labels else None
+    assert verdict.label == expected
+    assert verdict.raw_response.count("[window ") == 3
 
 
 def test_s3_uri_gets_a_verdict(api: Api) -> None:
