@@ -4,6 +4,7 @@ the coverage it reports; a short upload exactly as before. Fake engine, PyAV-mad
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,7 +42,7 @@ def test_spans_tile_a_long_video_or_spread_when_there_would_be_too_many() -> Non
     assert len(tiles) == 5
     assert tiles[0][0] == 0.0
     assert tiles[-1][1] == pytest.approx(45.0)
-    assert all(a[1] == pytest.approx(b[0]) for a, b in zip(tiles, tiles[1:], strict=False))
+    assert all(a[1] == pytest.approx(b[0]) for a, b in itertools.pairwise(tiles))
     spread = window_spans(600.0, DecodeLimits(window_s=10.0, window_threshold_s=20, max_windows=8))
     assert len(spread) == 8
     assert spread[0] == (0.0, 10.0)
