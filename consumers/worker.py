@@ -37,7 +37,6 @@ log = structlog.get_logger(__name__)
 
 EXIT_OK = 0
 EXIT_FATAL = 1
-IDLE_REFRESH_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +90,6 @@ class IngestWorker:
         self._realign_pending: set[TopicPartition] = set()
         self._last_commit = 0.0
         self._last_lag = 0.0
-        # When each assigned partition last gave records, or was last refreshed.
-        self._heard: dict[TopicPartition, float] = {}
         self.health.ready_when("partitions_assigned", lambda: bool(self._offsets))
         self.health.ready_when("not_stopping", lambda: not self._stop.is_set())
 
@@ -135,7 +132,6 @@ class IngestWorker:
         self._drain_finished()
         self._commit(force=False)
         self._realign()
-        self._refresh_idle()
         self._backpressure()
         room = self.pipeline.window - self.pipeline.in_flight
         records = self.consumer.poll(
@@ -154,7 +150,6 @@ class IngestWorker:
             if tp in self._realign_pending:
                 continue  # fetched from the old position; read again from the committed one
             generation = self._generation[tp]
-            self._heard[tp] = time.monotonic()
             for record in batch:
                 offsets.started(record.offset)
                 self._next_offset[tp] = record.offset + 1
@@ -253,38 +248,6 @@ class IngestWorker:
             self.consumer.resume(tp)
             self._paused.discard(tp)
             self._realign_pending.discard(tp)
-
-    def _refresh_idle(self) -> None:
-        """Fetch again, from where it stands, every partition that has been silent for
-        IDLE_REFRESH_S with nothing of it in flight and not paused by this worker.
-
-        The fleet campaign saw assigned partitions stop being fetched after rebalances on
-        Tansu with kafka-python 3 (lag above zero, position still, nothing in flight, not
-        paused here; cause not found, issue 18). A seek to the current position makes the
-        client fetch the partition anew, and a pause the client holds that this worker did
-        not ask for is lifted. On a healthy idle partition this is a no-op every 10 s."""
-        now = time.monotonic()
-        for tp in list(self._offsets):
-            offsets = self._offsets.get(tp)
-            if offsets is None or tp in self._paused or tp in self._realign_pending:
-                continue
-            heard = self._heard.setdefault(tp, now)
-            if offsets.pending or now - heard < IDLE_REFRESH_S:
-                continue
-            self._heard[tp] = now
-            try:
-                position = self.consumer.position(tp, timeout_ms=1000)
-                if tp in self.consumer.paused():
-                    log.warning(
-                        "partition_paused_by_client", partition=f"{tp.topic}[{tp.partition}]"
-                    )
-                    self.consumer.resume(tp)
-                if position is not None:
-                    self.consumer.seek(tp, position)
-            except Exception as exc:  # a rebalance under way: the next turn tries again
-                log.debug(
-                    "refresh_failed", partition=f"{tp.topic}[{tp.partition}]", error=repr(exc)
-                )
 
     def _backpressure(self) -> None:
         """Pause what must not be read now; resume the rest.
@@ -473,7 +436,6 @@ class IngestWorker:
             self._offsets[tp] = PartitionOffsets()
             self._generation[tp] = self._generation.get(tp, 0) + 1
             self._realign_pending.add(tp)
-            self._heard[tp] = time.monotonic()
         self.metrics.assigned_partitions.set(len(self._offsets))
         log.info(
             "partitions_assigned",

@@ -459,28 +459,3 @@ def test_a_partition_that_stays_across_a_rebalance_is_read_again_from_its_commit
         assert all(submitted[f"stay-{i}"] == 2 for i in range(4))  # dropped, read again
     finally:
         r.close()
-
-
-def test_a_partition_the_client_stopped_fetching_is_fetched_again_when_idle(
-    root: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # The fleet campaign saw assigned partitions go unfetched after rebalances (issue 18,
-    # cause not found). Stand-in for it: the client holds a pause this worker never asked
-    # for. After IDLE_REFRESH_S without records and nothing in flight, the worker lifts it
-    # and seeks to the position; the records waiting there are then analysed.
-    from skyra_stream.consumers import worker as worker_module
-
-    monkeypatch.setattr(worker_module, "IDLE_REFRESH_S", 0.2)
-    r = Rig(root)
-    r.worker.subscribe()
-    try:
-        r.turn_until(lambda: bool(r.worker.assignment))
-        r.event("before", partition=1)
-        r.turn_until(lambda: r.committed().get(1) == 1)
-        r.consumer.pause(r.consumer.tp(1))  # not through the worker
-        r.event("stuck", partition=1)
-        r.turn_until(lambda: r.committed().get(1) == 2)
-        assert "stuck" in r.engine.submitted
-        assert r.consumer.tp(1) not in r.consumer.paused()
-    finally:
-        r.close()
