@@ -16,9 +16,9 @@ from typing import Any
 import structlog
 from kafka import KafkaConsumer
 
+from skyra_stream.consumers.worker import make_consumer
 from skyra_stream.errors import SkyraError, internal_error
 from skyra_stream.messages import KafkaPosition
-from skyra_stream.producers.kafka_config import connection_config
 from skyra_stream.producers.outcomes import OutcomePublisher, headers
 from skyra_stream.reviews import audit_record, parse_review
 from skyra_stream.settings import Settings
@@ -28,17 +28,12 @@ log = structlog.get_logger(__name__)
 
 
 def make_review_consumer(settings: Settings, **overrides: Any) -> KafkaConsumer:
-    config: dict[str, Any] = {
-        **connection_config(settings),
-        "group_id": settings.review_group_id,
-        "enable_auto_commit": False,
-        "auto_offset_reset": settings.kafka_auto_offset_reset,
-        "max_poll_records": settings.kafka_max_poll_records,
-        "session_timeout_ms": settings.kafka_session_timeout_ms,
-        "max_partition_fetch_bytes": max(1 << 20, settings.max_message_bytes + 1024),
-    }
-    config.update(overrides)
-    consumer = KafkaConsumer(**config)
+    """The worker's consumer settings, in the review group; no static membership (the
+    instance id, when set, names a member of the ingest group)."""
+    consumer = make_consumer(
+        settings,
+        **{"group_id": settings.review_group_id, "group_instance_id": None, **overrides},
+    )
     consumer.subscribe([settings.review_results_topic])
     return consumer
 
