@@ -26,6 +26,7 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from skyra_stream.consumers.offsets import PartitionOffsets
+from skyra_stream.consumers.paused_fetches import restore_resumed_partitions
 from skyra_stream.health import HealthState
 from skyra_stream.messages import KafkaPosition
 from skyra_stream.metrics import Metrics
@@ -60,7 +61,11 @@ def make_consumer(settings: Settings, **overrides: Any) -> KafkaConsumer:
         "max_partition_fetch_bytes": max(1 << 20, settings.max_message_bytes + 1024),
     }
     config.update(overrides)
-    return KafkaConsumer(**config)
+    consumer = KafkaConsumer(**config)
+    # Backpressure pauses and resumes partitions all the time; without this, kafka-python 3.0
+    # can stop fetching a resumed partition for good (see the module).
+    restore_resumed_partitions(consumer)
+    return consumer
 
 
 class IngestWorker:
