@@ -10,6 +10,7 @@ from pathlib import Path
 import jinja2
 import pytest
 
+from benchmarks.prompt_tokens import count as count_prompt_tokens
 from skyra_stream.prompt import (
     INSTRUCTION,
     messages,
@@ -101,3 +102,10 @@ def test_model_frame_size_matches_transformers_smart_resize(size: tuple[int, int
     w, h = size
     h_ref, w_ref = smart_resize(h, w, factor=28, min_pixels=224 * 224, max_pixels=1280 * 28 * 28)
     assert model_frame_size(w, h) == (w_ref, h_ref)
+
+
+def test_prompt_tokens_besides_the_frames_are_what_the_sizing_quotes() -> None:
+    """docs/deploy.md ("Sizing") builds the per-GPU budget on this count (Qwen's vocabulary):
+    a change to the prompt must show up there too."""
+    tokens = count_prompt_tokens(duration_s=10.0)
+    assert (tokens.total, tokens.system) == (899, 665)
