@@ -31,7 +31,8 @@ log = structlog.get_logger(__name__)
 
 def restore_resumed_partitions(consumer: KafkaConsumer) -> bool:
     """Make `consumer` put the records of resumed partitions back in line. Returns whether
-    the fetcher looked as expected (otherwise nothing is changed, and a warning is logged)."""
+    the fetcher has the parking this fixes (kafka-python 2 has none; a later release may
+    change it): otherwise nothing is changed and that is logged once per consumer."""
     fetcher = getattr(consumer, "_fetcher", None)
     drain = getattr(fetcher, "fetched_records", None)
     if (
@@ -40,7 +41,7 @@ def restore_resumed_partitions(consumer: KafkaConsumer) -> bool:
         or not hasattr(fetcher, "_next_partition_records")
         or not hasattr(fetcher, "_paused_partition_records")
     ):
-        log.warning("kafka_fetcher_unrecognised", fix="restore_resumed_partitions")
+        log.info("kafka_fetcher_without_parked_records", fix="restore_resumed_partitions")
         return False
 
     def fetched_records(*args: Any, **kwargs: Any) -> Any:
