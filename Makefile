@@ -69,7 +69,7 @@ bench-ceiling: setup  ## pre-GPU ceiling: CPU-s per video by stage on production
 	$(PY) -m benchmarks.decode_ceiling $(BENCH_ARGS)
 
 bench-worker: setup  ## end-to-end worker vs engine alone; peak RSS with a 5,000-event backlog
-	$(PY) -m benchmarks.worker
+	$(PY) -m benchmarks.end_to_end
 
 bench-api: setup  ## one API video against a backlog: no priority vs admission window vs vLLM priority (last line: ratios)
 	$(PY) -m benchmarks.api_priority

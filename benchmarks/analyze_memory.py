@@ -35,8 +35,8 @@ from pathlib import Path
 
 import psutil
 
-from skyra_stream.samples import VideoSpec, write_video
-from skyra_stream.tiny_model import build_tiny_model
+from skyra_stream.media.samples import VideoSpec, write_video
+from skyra_stream.model.tiny_model import build_tiny_model
 
 SKYRA = str(Path(sys.executable).with_name("skyra-stream"))
 

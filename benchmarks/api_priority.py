@@ -27,11 +27,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from skyra_stream.engine import EngineRequest, VerdictEngine
-from skyra_stream.frames import sample_video
-from skyra_stream.samples import VideoSpec, write_video
+from skyra_stream.media.decode import sample_video
+from skyra_stream.media.samples import VideoSpec, write_video
+from skyra_stream.model.tiny_model import build_tiny_model
+from skyra_stream.model.vllm_engine import EngineRequest, VerdictEngine
+from skyra_stream.runtime.configs import engine_config
 from skyra_stream.settings import Settings
-from skyra_stream.tiny_model import build_tiny_model
 
 
 def arm(
@@ -48,7 +49,7 @@ def arm(
     idle_video = sample_video(str(idle_clip))
     api_video = sample_video(str(api_clip))
     backlog = len(videos)
-    engine = VerdictEngine(settings).start()
+    engine = VerdictEngine(engine_config(settings)).start()
     try:
         warm = EngineRequest("warm", warm_video.frames, warm_video.timestamps_s)
         engine.submit(warm).result()

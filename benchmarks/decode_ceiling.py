@@ -43,14 +43,16 @@ import boto3
 import numpy as np
 
 from benchmarks.uploads import Upload, write_uploads
-from skyra_stream.analysis import Analysis, Job, ObjectInput
-from skyra_stream.cpu import available_cpus
+from skyra_stream.analysis import Job, ObjectInput
 from skyra_stream.devstack.broker import free_port
-from skyra_stream.fetch import ObjectFetcher
-from skyra_stream.frames import DecodeLimits, sample_video
+from skyra_stream.media.cpu import available_cpus
+from skyra_stream.media.decode import DecodeLimits, sample_video
+from skyra_stream.media.fetch import ObjectFetcher
 from skyra_stream.messages import IngestEvent
+from skyra_stream.model.fake_engine import FakeEngine
+from skyra_stream.runtime.configs import fetch_config
+from skyra_stream.runtime.wiring import build_analysis
 from skyra_stream.settings import Settings
-from skyra_stream.testing import FakeEngine
 
 BUCKET = "uploads"
 STAGES = ("fetch", "decode", "resize", "image_processing")
@@ -83,7 +85,7 @@ def image_processor(out: Path) -> Callable[[list[np.ndarray]], Any]:
     import torch
     from transformers import AutoImageProcessor
 
-    from skyra_stream.tiny_model import build_tiny_model
+    from skyra_stream.model.tiny_model import build_tiny_model
 
     torch.set_num_threads(1)  # one thread per video, as in a busy worker
     proc = AutoImageProcessor.from_pretrained(build_tiny_model(out / "tiny-model"))
@@ -129,7 +131,7 @@ def stage_costs(
 def pipeline_arm(settings: Settings, names: list[str], label: str) -> tuple[float, float]:
     """(videos/s, CPU-seconds per video) of the analysis path on FakeEngine(latency 0)."""
     engine = FakeEngine().start()
-    analysis = Analysis(settings, engine)
+    analysis = build_analysis(settings, engine)
     jobs = [
         Job(IngestEvent(event_id=f"{label}-{i}", video_id=name, uri=uri), ObjectInput(uri))
         for i, name in enumerate(names)
@@ -175,7 +177,7 @@ def main() -> int:
             verdict_cache=False,  # the stream repeats the four uploads
         )
         process = image_processor(args.out)
-        stages = stage_costs(uploads, ObjectFetcher(base), process, args.repeats)
+        stages = stage_costs(uploads, ObjectFetcher(fetch_config(base)), process, args.repeats)
         cpus = available_cpus()
         names = [u.name for u in uploads] * max(1, args.stream // len(uploads))
         arms = {

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.uploads import write_uploads
-from skyra_stream.cpu import available_cpus
-from skyra_stream.frames import DecodeLimits, sample_video
+from skyra_stream.media.cpu import available_cpus
+from skyra_stream.media.decode import DecodeLimits, sample_video
 
 LIMITS = DecodeLimits(threads=1, timeout_s=600)
 # Per process (each pool worker loads its own processor once): the model folder and the
@@ -73,7 +73,7 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", type=Path, default=Path("bench-out/ceiling"))
     args = ap.parse_args()
-    from skyra_stream.tiny_model import build_tiny_model
+    from skyra_stream.model.tiny_model import build_tiny_model
 
     model = build_tiny_model(args.out / "tiny-model")
     uploads = write_uploads(args.out / "uploads")

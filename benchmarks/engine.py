@@ -29,9 +29,15 @@ from typing import Any
 
 import numpy as np
 
-from skyra_stream.engine import EngineRequest, OfflineEngine, VerdictEngine, sampling_params
+from skyra_stream.model.tiny_model import build_tiny_model
+from skyra_stream.model.vllm_engine import (
+    EngineRequest,
+    OfflineEngine,
+    VerdictEngine,
+    sampling_params,
+)
+from skyra_stream.runtime.configs import engine_config
 from skyra_stream.settings import Settings
-from skyra_stream.tiny_model import build_tiny_model
 
 FRAME_SHAPE = (256, 455, 3)
 STAMPS = [round(i * 0.6667, 4) for i in range(16)]
@@ -98,16 +104,16 @@ def clips(n: int, seed: int) -> list[EngineRequest]:
 
 
 def fixed_length(settings: Settings, max_tokens: int) -> Any:
-    return sampling_params(settings, max_tokens=max_tokens, ignore_eos=True, stop=[])
+    return sampling_params(engine_config(settings), max_tokens=max_tokens, ignore_eos=True, stop=[])
 
 
 def run_offline_arms(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
-    engine = OfflineEngine(settings)
+    engine = OfflineEngine(engine_config(settings))
     params = fixed_length(settings, args.max_tokens)
     llm = engine._llm  # the benchmark drives vLLM directly for per-call timing
 
     def generate(requests: list[EngineRequest], p: Any = params) -> float:
-        from skyra_stream.engine import vllm_prompt
+        from skyra_stream.model.vllm_engine import vllm_prompt
 
         prompts = [vllm_prompt(r) for r in requests]
         start = time.perf_counter()
@@ -133,7 +139,7 @@ def run_offline_arms(settings: Settings, args: argparse.Namespace) -> dict[str, 
 
 
 def run_worker_arm(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
-    engine = VerdictEngine(settings).start()
+    engine = VerdictEngine(engine_config(settings)).start()
     params = fixed_length(settings, args.max_tokens)
     try:
         for _ in engine.run_many(clips(2, seed=950), params):

@@ -24,9 +24,9 @@ from typing import Any
 import av
 import numpy as np
 
-from skyra_stream.frames import DecodeLimits, sample_video
-from skyra_stream.prompt import resized_size
-from skyra_stream.samples import INDEX_BITS, read_index
+from skyra_stream.media.decode import DecodeLimits, sample_video
+from skyra_stream.media.samples import INDEX_BITS, read_index
+from skyra_stream.model.prompt import resized_size
 
 
 def write_clip(path: Path, width: int, height: int, seconds: int, fps: int = 30) -> Path:

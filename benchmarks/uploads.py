@@ -25,7 +25,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from skyra_stream.samples import INDEX_BITS
+from skyra_stream.media.samples import INDEX_BITS
 
 
 @dataclass(frozen=True, eq=False)  # hashed by identity: the shapes key result tables

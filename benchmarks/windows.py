@@ -29,11 +29,12 @@ import time
 from pathlib import Path
 
 from benchmarks.uploads import Upload, write_upload
-from skyra_stream.engine import VerdictEngine
-from skyra_stream.frames import DecodeLimits, sample_video
-from skyra_stream.inference import EngineRequest
+from skyra_stream.media.decode import DecodeLimits, sample_video
+from skyra_stream.model.engine import EngineRequest
+from skyra_stream.model.tiny_model import build_tiny_model
+from skyra_stream.model.vllm_engine import VerdictEngine
+from skyra_stream.runtime.configs import engine_config
 from skyra_stream.settings import Settings
-from skyra_stream.tiny_model import build_tiny_model
 
 LONG = (
     Upload(
@@ -102,7 +103,7 @@ def main() -> int:
     )
     print("\nengine, wall-clock seconds for the 8 windows of one upload (tiny model, CPU):")
     runs: dict[str, list[float]] = {"together": [], "one_by_one": []}
-    with VerdictEngine(settings).start() as engine:
+    with VerdictEngine(engine_config(settings)).start() as engine:
 
         def requests(tag: str) -> list[EngineRequest]:
             return [

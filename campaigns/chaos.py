@@ -15,7 +15,7 @@ with the tiny model on vLLM's CPU build), while events are produced:
 Then the verdict and dead-letter topics are read from the start and balanced against the
 plan (`campaigns.ledger`).
 
-`--engine fake` runs the worker on `skyra_stream.testing.FakeEngine` (SKYRA_ENGINE=fake, a
+`--engine fake` runs the worker on `skyra_stream.model.fake_engine.FakeEngine` (SKYRA_ENGINE=fake, a
 fixed answer latency) and leaves out the engine kill, which needs vLLM's processes: every
 Kafka, S3 and process fault in a few minutes less, which is what lets CI afford it; the
 real engine's death is tested by `make test` and by this campaign without the flag.
@@ -56,11 +56,12 @@ from campaigns.stack import (
 )
 from skyra_stream.devstack.faulty_proxy import Fault
 from skyra_stream.producers.ingest import IngestProducer
+from skyra_stream.runtime.configs import kafka_config
 from skyra_stream.settings import Settings
 
 FAULT_KINDS = (
     "sigkill",
-    "sigterm_full_window",
+    "sigterm_full_pipeline",
     "engine_kill",
     "broker_freeze",
     "s3_503",
@@ -80,10 +81,10 @@ def schedule(rng: random.Random, short: bool, engine: str = "vllm") -> list[str]
     kinds = [k for k in FAULT_KINDS if engine == "vllm" or k != "engine_kill"]
     if not short:
         kinds += ["sigkill", "sigkill", "broker_freeze", "s3_503", "s3_503", "s3_stall"]
-    kinds.remove("sigterm_full_window")
+    kinds.remove("sigterm_full_pipeline")
     rng.shuffle(kinds)
     # SIGTERM needs a full in-flight window: first, while the opening burst is a backlog.
-    return ["sigterm_full_window", *kinds]
+    return ["sigterm_full_pipeline", *kinds]
 
 
 class Campaign:
@@ -114,8 +115,8 @@ class Campaign:
         settings = Settings(
             kafka_bootstrap_servers=[self.stack.broker.bootstrap], ingest_topic=TOPICS["ingest"]
         )
-        producer = IngestProducer(settings, retries=1000, request_timeout_ms=60_000)
-        burst = 3 * int(WORKER_SETTINGS["pipeline_window"])  # type: ignore[call-overload]
+        producer = IngestProducer(kafka_config(settings), retries=1000, request_timeout_ms=60_000)
+        burst = 3 * int(WORKER_SETTINGS["pipeline_max_messages"])  # type: ignore[call-overload]
         rest = self.items[burst:]
         slices = [self.items[:burst]] + [rest[i :: self.slices] for i in range(self.slices)]
         try:
@@ -146,8 +147,8 @@ class Campaign:
             sup.worker.signal(signal.SIGKILL)
             sup.ended("sigkill", 60)
             sup.restart()
-        elif kind == "sigterm_full_window":
-            window = int(WORKER_SETTINGS["pipeline_window"])  # type: ignore[call-overload]
+        elif kind == "sigterm_full_pipeline":
+            window = int(WORKER_SETTINGS["pipeline_max_messages"])  # type: ignore[call-overload]
             full = wait_until(
                 lambda: (sup.worker.metric("skyra_in_flight_messages") or 0) >= window, 90
             )
@@ -192,8 +193,8 @@ class Campaign:
     def work_to_interrupt(self, kind: str) -> bool:
         """A kill or a SIGTERM only tests recovery or the drain when it interrupts work, so
         those go as soon as the work is there rather than when a burst has finished."""
-        if kind == "sigterm_full_window":
-            return self.in_flight() >= int(WORKER_SETTINGS["pipeline_window"])  # type: ignore[call-overload]
+        if kind == "sigterm_full_pipeline":
+            return self.in_flight() >= int(WORKER_SETTINGS["pipeline_max_messages"])  # type: ignore[call-overload]
         return kind in KILLS and self.in_flight() >= KILL_AT_IN_FLIGHT
 
     def in_flight(self) -> float:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from skyra_stream.events import parse_message
-from skyra_stream.samples import VideoSpec, write_audio_only, write_video
+from skyra_stream.media.samples import VideoSpec, write_audio_only, write_video
 
 VERDICT = "verdict"
 

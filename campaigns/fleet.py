@@ -19,7 +19,7 @@ Every SIGKILL is followed by a count of the processes of the killed worker's tre
 still alive 10 s later (`orphans`, must be 0). In the full form the first worker runs the
 real engine (vLLM's CPU build, the tiny model), so that its SIGKILL leaves vLLM's engine
 processes behind unless the reaper ends them; the other members, and every member of the
-short form, run `skyra_stream.testing.FakeEngine` with a fixed latency (four vLLM engines do
+short form, run `model.fake_engine.FakeEngine` with a fixed latency (four vLLM engines do
 not fit a 2-core machine). Fake members journal every request they submit, so videos
 analysed more than once are counted across kills.
 
@@ -66,6 +66,7 @@ from campaigns.stack import (
 )
 from skyra_stream.devstack.processes import ChildProcess
 from skyra_stream.producers.ingest import IngestProducer
+from skyra_stream.runtime.configs import kafka_config
 from skyra_stream.settings import Settings
 
 PARTITIONS = 8
@@ -239,7 +240,9 @@ class Stream:
         self._gate = threading.Semaphore(0)
         self._items = items
         settings = Settings(kafka_bootstrap_servers=[stack.broker.bootstrap], ingest_topic=topic)
-        self._producer = IngestProducer(settings, retries=1000, request_timeout_ms=60_000)
+        self._producer = IngestProducer(
+            kafka_config(settings), retries=1000, request_timeout_ms=60_000
+        )
         self._thread = threading.Thread(target=self._run, name="stream", daemon=True)
 
     def start(self, backlog: int) -> Stream:
@@ -385,7 +388,7 @@ class Campaign:
         fleet.start("w1")
         fleet.ready("w1")
         log(f"w1 ready after {time.monotonic() - started:.0f} s")
-        window = int(WORKER_SETTINGS["pipeline_window"])  # type: ignore[call-overload]
+        window = int(WORKER_SETTINGS["pipeline_max_messages"])  # type: ignore[call-overload]
         steps = [self.up_1_to_3, self.down_3_to_2, self.up_2_to_4, self.down_4_to_1]
         steps.append(self.up_1_to_2)
         stream = Stream(

@@ -35,9 +35,10 @@ import psutil
 
 from campaigns.stack import BUCKET, TOPICS, Collector, Supervisor, loopback_stack
 from skyra_stream.devstack.broker import read_all
+from skyra_stream.media.samples import VideoSpec, write_video
 from skyra_stream.messages import IngestEvent
 from skyra_stream.producers.ingest import IngestProducer
-from skyra_stream.samples import VideoSpec, write_video
+from skyra_stream.runtime.configs import kafka_config
 from skyra_stream.settings import Settings
 
 MiB = 1 << 20
@@ -73,7 +74,7 @@ def produce(
     settings: Settings, keys: list[str], rate: float, seconds: float
 ) -> dict[str, datetime]:
     """Events at a steady rate; returns each event id with its `submitted_at`."""
-    producer = IngestProducer(settings)
+    producer = IngestProducer(kafka_config(settings))
     submitted: dict[str, datetime] = {}
     started = time.monotonic()
     i = 0

@@ -26,7 +26,7 @@ from skyra_stream.consumers.readers import topic_reader
 from skyra_stream.devstack.broker import TansuBroker, committed_vs_end, read_all
 from skyra_stream.devstack.faulty_proxy import FaultyProxy
 from skyra_stream.devstack.processes import ChildProcess
-from skyra_stream.tiny_model import build_tiny_model
+from skyra_stream.model.tiny_model import build_tiny_model
 
 BUCKET = "uploads"
 PRIVATE_BUCKET = "private-uploads"
@@ -48,7 +48,7 @@ WORKER_SETTINGS: dict[str, object] = {
     "mm_max_pixels": 160 * 28 * 28,
     "max_num_seqs": 8,
     "max_in_flight": 8,
-    "pipeline_window": 16,
+    "pipeline_max_messages": 16,
     "decode_concurrency": 2,
     "kafka_session_timeout_ms": 10000,
     "shutdown_timeout_s": 60,

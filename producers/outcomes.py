@@ -19,8 +19,7 @@ from typing import Any
 from kafka import KafkaProducer
 
 from skyra_stream.messages import SCHEMA_VERSION, DeadLetter, Verdict
-from skyra_stream.producers.kafka_config import connection_config
-from skyra_stream.settings import Settings
+from skyra_stream.producers.kafka_config import KafkaConfig, connection_config
 
 CONTENT_TYPE = b"application/json"
 
@@ -40,10 +39,10 @@ def headers(kind: str, event_id: str | None, **extra: str) -> list[tuple[str, by
 class OutcomePublisher:
     """The worker's sink (`pipeline.Sink`)."""
 
-    def __init__(self, settings: Settings, **overrides: Any) -> None:
-        self.settings = settings
-        config: dict[str, Any] = {
-            **connection_config(settings),
+    def __init__(self, config: KafkaConfig, **overrides: Any) -> None:
+        self.config = config
+        kwargs: dict[str, Any] = {
+            **connection_config(config),
             "acks": "all",
             "retries": 10,
             "retry_backoff_ms": 200,
@@ -55,26 +54,26 @@ class OutcomePublisher:
             "compression_type": None,
             "max_request_size": 4 << 20,
         }
-        config.update(overrides)
-        self._producer = KafkaProducer(**config)
+        kwargs.update(overrides)
+        self._producer = KafkaProducer(**kwargs)
 
     def publish(self, outcome: Verdict | DeadLetter) -> concurrent.futures.Future[None]:
         extra: dict[str, str] = {}
         topics = []
         if isinstance(outcome, Verdict):
             kind = "verdict"
-            topics.append(self.settings.verdict_topic)
+            topics.append(self.config.verdict_topic)
             if outcome.decision is not None:
                 extra = {
                     "action": outcome.decision.action,
                     "policy_id": outcome.decision.policy_id,
                     "policy_version": outcome.decision.policy_version,
                 }
-                if outcome.decision.action == "review" and self.settings.review_topic:
-                    topics.append(self.settings.review_topic)
+                if outcome.decision.action == "review" and self.config.review_topic:
+                    topics.append(self.config.review_topic)
         else:
             kind = "dead_letter"
-            topics.append(self.settings.dead_letter_topic)
+            topics.append(self.config.dead_letter_topic)
         key = outcome.video_id.encode() if outcome.video_id else None
         value = outcome.model_dump_json().encode()
         record_headers = headers(kind, outcome.event_id, **extra)

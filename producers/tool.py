@@ -8,18 +8,18 @@ import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from skyra_stream.fetch import make_s3_client
-from skyra_stream.inputs import collect_inputs
+from skyra_stream.media.fetch import FetchConfig, make_s3_client
+from skyra_stream.media.inputs import collect_inputs
 from skyra_stream.messages import IngestEvent
 from skyra_stream.producers.ingest import IngestProducer
-from skyra_stream.settings import Settings
+from skyra_stream.producers.kafka_config import KafkaConfig
 
 
 def upload_files(
-    settings: Settings, paths: Iterable[str], bucket: str, prefix: str = ""
+    fetch: FetchConfig, paths: Iterable[str], bucket: str, prefix: str = ""
 ) -> Iterator[IngestEvent]:
     """Upload each local video to s3://bucket/prefix<name> and describe it as an event."""
-    s3 = make_s3_client(settings)
+    s3 = make_s3_client(fetch)
     for raw in collect_inputs(list(paths)):
         path = Path(raw)
         key = f"{prefix}{path.name}"
@@ -32,12 +32,12 @@ def upload_files(
         )
 
 
-def list_prefix(settings: Settings, uri: str) -> Iterator[IngestEvent]:
+def list_prefix(fetch: FetchConfig, uri: str) -> Iterator[IngestEvent]:
     """One event per object under s3://bucket/prefix (paginated)."""
     if not uri.startswith("s3://"):
         raise ValueError(f"{uri!r} is not an s3:// URI")
     bucket, _, prefix = uri[len("s3://") :].partition("/")
-    s3 = make_s3_client(settings)
+    s3 = make_s3_client(fetch)
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for obj in page.get("Contents", []):
             key = obj["Key"]
@@ -50,11 +50,11 @@ def list_prefix(settings: Settings, uri: str) -> Iterator[IngestEvent]:
 
 
 def publish(
-    settings: Settings, events: Iterable[IngestEvent], rate: float | None = None
+    kafka: KafkaConfig, events: Iterable[IngestEvent], rate: float | None = None
 ) -> Iterator[IngestEvent]:
     """Send events (at most `rate` per second), yielding each once it is handed to Kafka;
     everything is flushed (acknowledged) before the generator ends."""
-    producer = IngestProducer(settings)
+    producer = IngestProducer(kafka)
     interval = 1.0 / rate if rate else 0.0
     next_at = time.monotonic()
     try:

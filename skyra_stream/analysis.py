@@ -23,89 +23,63 @@ and aborts its engine request.
 from __future__ import annotations
 
 import concurrent.futures
+import hashlib
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
 
 import structlog
 
-from skyra_stream.admission import PriorityPool
-from skyra_stream.errors import (
-    ErrorCode,
-    ServiceError,
-    SkyraError,
-    internal_error,
-)
-from skyra_stream.fetch import FetchedObject, ObjectFetcher
-from skyra_stream.fingerprint import fingerprint
-from skyra_stream.frames import SampledVideo, sample_video
-from skyra_stream.images import ImageSource, frames_from_images
-from skyra_stream.inference import Engine, EngineRequest, EngineResult, model_name, settle
-from skyra_stream.messages import Decision, IngestEvent, ModelInfo, Provenance, Source, Verdict
-from skyra_stream.metrics import Metrics
-from skyra_stream.policy import (
+from skyra_stream.decisions.policy import (
     PolicyFile,
     before_model_inputs,
     decide,
     decide_before_model,
     inputs_of,
-    load_policy,
 )
-from skyra_stream.provenance import ProvenanceReader
-from skyra_stream.reuse import ReuseCache, content_sha256, reused
-from skyra_stream.settings import Settings
-from skyra_stream.verdicts import StageTimes, build_skipped_verdict, build_verdict, worker_info
+from skyra_stream.decisions.reuse import ReuseCache, content_sha256, reused
+from skyra_stream.decisions.verdicts import (
+    StageTimes,
+    build_skipped_verdict,
+    build_verdict,
+    worker_info,
+)
+from skyra_stream.errors import ErrorCode, ServiceError, SkyraError, internal_error
+from skyra_stream.media.decode import DecodeLimits, SampledVideo, sample_video
+from skyra_stream.media.fetch import FetchedObject, Fetcher
+from skyra_stream.media.fingerprint import fingerprint
+from skyra_stream.media.images import frames_from_images, load_frames_folder
+from skyra_stream.media.inputs import (
+    FileInput,
+    FramesFolderInput,
+    FramesInput,
+    ObjectInput,
+    StreamInput,
+    VideoInput,
+)
+from skyra_stream.media.provenance import ProvenanceReader
+from skyra_stream.messages import Decision, IngestEvent, ModelInfo, Provenance, Source, Verdict
+from skyra_stream.metrics import Metrics
+from skyra_stream.model.engine import Engine, EngineConfig, EngineRequest, EngineResult, settle
+from skyra_stream.pools import PriorityPool
+
+__all__ = [
+    "Analysis",
+    "AnalysisConfig",
+    "FileInput",
+    "FramesFolderInput",
+    "FramesInput",
+    "Job",
+    "ObjectInput",
+    "Outcome",
+    "StreamInput",
+    "VideoInput",
+]
 
 log = structlog.get_logger(__name__)
-
-# -- inputs: how the bytes of a video reach the decoder ------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ObjectInput:
-    """An object named by URI, read only through the allowlist (events, API `uri` bodies,
-    CLI `s3://` arguments)."""
-
-    uri: str
-    version_id: str | None = None
-    expected_size: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class StreamInput:
-    """Bytes the caller handed over (an API upload); nothing is fetched."""
-
-    body: IO[bytes]
-    size: int
-
-
-@dataclass(frozen=True, slots=True)
-class FileInput:
-    """A local file the operator named on the command line (trusted path, bounded size)."""
-
-    path: Path
-
-
-@dataclass(frozen=True, slots=True)
-class FramesInput:
-    """Pre-extracted frames with their timestamps (API /v1/analyze_frames)."""
-
-    images: Sequence[ImageSource]
-    timestamps_s: Sequence[float]
-
-
-@dataclass(frozen=True, slots=True)
-class FramesFolderInput:
-    """A clip shipped as a folder of frames (ViF-Bench reference data)."""
-
-    folder: Path
-
-
-VideoInput = ObjectInput | StreamInput | FileInput | FramesInput | FramesFolderInput
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +91,29 @@ class Job:
     input: VideoInput
     priority: int = 0
     accepted_at: float = field(default_factory=time.monotonic)
+
+
+def local_job(source: str) -> Job:
+    """A command-line input as a job: `s3://` through the allowlist like an event, a local
+    file or a folder of frames read directly (the operator named it). The event id is
+    derived from the source, so a rerun over the same inputs has the same ids."""
+    digest = hashlib.sha256(source.encode()).hexdigest()[:24]
+    inp: VideoInput
+    if source.startswith("s3://"):
+        uri, inp = source, ObjectInput(source)
+    else:
+        path = Path(source)
+        uri = path.resolve().as_uri()
+        inp = FramesFolderInput(path) if path.is_dir() else FileInput(path)
+    return Job(IngestEvent(event_id=f"cli-{digest}", video_id=source[-512:], uri=uri), inp)
+
+
+def local_jobs(sources: Iterable[str], names: dict[str, str]) -> Iterator[Job]:
+    """Jobs for `sources`, lazily; `names` maps each started job's event id to its source."""
+    for source in sources:
+        job = local_job(source)
+        names[job.event.event_id] = source
+        yield job
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,39 +147,54 @@ class _Run:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
+@dataclass(frozen=True, slots=True)
+class AnalysisConfig:
+    """What the path itself reads; its collaborators come built (see `Analysis`)."""
+
+    fetch_concurrency: int = 8
+    decode_workers: int = 1
+    max_in_flight: int = 32  # videos at the engine at once
+    max_num_seqs: int = 32  # the engine's batch, for the occupancy gauge
+    max_object_bytes: int = 1 << 30
+    max_frame_pixels: int = 3840 * 2160
+    tenant_metadata_key: str = "tenant"
+    worker_id: str | None = None
+
+
 class Analysis:
+    """The path, given its collaborators: the composition root (`skyra_stream.runtime`)
+    builds the engine, the fetcher, the policies, the provenance reader and the verdict store
+    from the settings once and hands them in, so that a test can hand in fakes instead."""
+
     def __init__(
         self,
-        settings: Settings,
+        config: AnalysisConfig,
         engine: Engine,
         *,
-        fetcher: ObjectFetcher | None = None,
+        fetcher: Fetcher,
+        limits: DecodeLimits,
+        model: ModelInfo,
+        engine_config: EngineConfig,
+        policies: PolicyFile,
+        provenance: ProvenanceReader | None = None,
+        reuse: ReuseCache | None = None,
         metrics: Metrics | None = None,
-        policies: PolicyFile | None = None,
     ) -> None:
-        self.settings = settings
+        self.config = config
         self.engine = engine
-        self.fetcher = fetcher or ObjectFetcher(settings)
+        self.fetcher = fetcher
+        self.limits = limits
+        self.model = model
+        self.engine_config = engine_config
+        self.policies = policies
+        self.provenance = provenance
+        self.reuse = reuse
         self.metrics = metrics or Metrics()
-        # Loaded at start (PolicyError on a bad file): a worker never runs half-configured.
-        self.policies = policies or load_policy(settings.policy_file)
-        self.provenance = (
-            ProvenanceReader.from_paths(
-                settings.c2pa_max_manifest_bytes, settings.c2pa_trust_anchors
-            )
-            if settings.c2pa_enabled
-            else None
-        )
-        self.limits = settings.decode_limits()
-        self.model = ModelInfo(name=model_name(settings), revision=settings.model_revision)
-        self.reuse = ReuseCache.from_settings(settings, self.model, self.metrics)
-        self.worker = worker_info(settings.worker_id)
+        self.worker = worker_info(config.worker_id)
         # Both pools take API jobs (negative priority) before the backlog, as the engine's
-        # in-flight window does: a caller waiting on HTTP never queues behind Kafka work.
-        self._fetch_pool = PriorityPool(settings.fetch_concurrency, "fetch")
-        # Read once: the CPU quota behind the default is files under /sys/fs/cgroup.
-        self._decode_workers = settings.decode_workers()
-        self._decode_pool = PriorityPool(self._decode_workers, "decode")
+        # slots do: a caller waiting on HTTP never queues behind Kafka work.
+        self._fetch_pool = PriorityPool(config.fetch_concurrency, "fetch")
+        self._decode_pool = PriorityPool(config.decode_workers, "decode")
         self._lock = threading.Lock()
         # By future, so that a future's callback need not refer to its run: a run refers to
         # its future, and a cycle between them would keep the outcome's frames alive until
@@ -190,10 +202,10 @@ class Analysis:
         self._runs: dict[concurrent.futures.Future[Outcome], _Run] = {}
 
     @property
-    def window(self) -> int:
+    def capacity(self) -> int:
         """Jobs worth having in progress at once: enough to keep the decoders busy and the
         engine's batch full, no more (each holds its decoded frames)."""
-        return self._decode_workers + self.settings.max_in_flight
+        return self.config.decode_workers + self.config.max_in_flight
 
     def start(self, job: Job) -> concurrent.futures.Future[Outcome]:
         """Begin one job; the future resolves with its Outcome (see the module docstring)."""
@@ -207,10 +219,11 @@ class Analysis:
             run.future.cancel()
         return run.future
 
-    def run(self, jobs: Iterable[Job], window: int | None = None) -> Iterator[Outcome]:
-        """Outcomes of `jobs` in completion order, with at most `window` in progress, so
-        that memory stays flat however many inputs there are (the CLI and eval)."""
-        limit = max(1, window or self.window)
+    def run(self, jobs: Iterable[Job], limit: int | None = None) -> Iterator[Outcome]:
+        """Outcomes of `jobs` in completion order, with at most `limit` in progress (the
+        capacity by default), so that memory stays flat however many inputs there are (the
+        CLI and eval)."""
+        limit = max(1, limit or self.capacity)
         pending: set[concurrent.futures.Future[Outcome]] = set()
         for job in jobs:
             while len(pending) >= limit:
@@ -324,11 +337,9 @@ class Analysis:
             video = sample_video(str(inp.path), self.limits)
         elif isinstance(inp, FramesInput):
             video = frames_from_images(
-                inp.images, inp.timestamps_s, max_pixels=self.settings.max_frame_pixels
+                inp.images, inp.timestamps_s, max_pixels=self.config.max_frame_pixels
             )
         elif isinstance(inp, FramesFolderInput):
-            from skyra_stream.evaluation import load_frames_folder  # noqa: PLC0415
-
             video = load_frames_folder(inp.folder)
         else:  # pragma: no cover - every input kind is handled above
             raise TypeError(f"unknown input {inp!r}")
@@ -401,7 +412,7 @@ class Analysis:
             model=self.model,
             worker=self.worker,
             times=times,
-            settings=self.settings,
+            engine=self.engine_config,
         ).model_copy(
             update={
                 "provenance": run.provenance,
@@ -464,7 +475,7 @@ class Analysis:
     # -- provenance and early decisions -----------------------------------------------------
 
     def tenant(self, event: IngestEvent) -> str | None:
-        return event.metadata.get(self.settings.tenant_metadata_key) or None
+        return event.metadata.get(self.config.tenant_metadata_key) or None
 
     def _decided_before_model(self, run: _Run) -> bool:
         """Read the upload's content credentials; when a `skip_model` rule decides from
@@ -537,10 +548,10 @@ class Analysis:
                 engine_future.cancel()  # aborts the request inside the engine
 
     def _check_size(self, size: int, what: str) -> None:
-        if size > self.settings.max_object_bytes:
+        if size > self.config.max_object_bytes:
             raise SkyraError(
                 ErrorCode.OBJECT_TOO_LARGE,
-                f"{what} is {size} bytes, the limit is {self.settings.max_object_bytes}",
+                f"{what} is {size} bytes, the limit is {self.config.max_object_bytes}",
             )
 
     def _time(self, run: _Run, stage: str, started: float) -> None:
@@ -550,7 +561,7 @@ class Analysis:
     def _engine_gauges(self) -> None:
         n = self.engine.in_flight
         self.metrics.engine_in_flight.set(n)
-        self.metrics.engine_occupancy.set(min(1.0, n / self.settings.max_num_seqs))
+        self.metrics.engine_occupancy.set(min(1.0, n / self.config.max_num_seqs))
 
 
 def _raise(exc: BaseException) -> None:

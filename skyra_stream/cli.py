@@ -1,56 +1,35 @@
-"""The `skyra-stream` command line."""
+"""The `skyra-stream` command line: the services (worker, serve, reviews), the demo, the
+producer and `analyze`. Each command parses its arguments and calls one function of its
+stage; the offline commands (eval, schema, export-sft, policy, ...) are in `cli_offline`."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 
 from skyra_stream import __version__
+from skyra_stream.cli_offline import (
+    commands,
+    engine_settings,
+    load_settings,
+    policy_app,
+    warn_if_tiny,
+)
 from skyra_stream.logs import configure_logging
-from skyra_stream.schemas import json_schemas, openapi_spec, render, write_schemas
 from skyra_stream.settings import Settings
 
 if TYPE_CHECKING:
-    from skyra_stream.analysis import Analysis, Job, Outcome, VideoInput
-    from skyra_stream.policy import PolicyFile
+    pass
 
 app = typer.Typer(
     help="Grounded AI-generated-video verdicts with Skyra on vLLM.",
     no_args_is_help=True,
     add_completion=False,
 )
-
-
-def load_settings() -> Settings:
-    """Settings from the environment, or exit 2 with every invalid variable named (the
-    policy file included: a worker never starts with a policy it cannot apply)."""
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        for err in exc.errors(include_url=False):
-            field = str(err["loc"][0]) if err["loc"] else ""
-            name = f"SKYRA_{field.upper()}" if field else "configuration"
-            typer.echo(f"invalid configuration: {name}: {err['msg']}", err=True)
-        raise typer.Exit(2) from None
-    _policies_or_exit(settings.policy_file, "invalid configuration: SKYRA_POLICY_FILE: ")
-    return settings
-
-
-def _policies_or_exit(path: Path | None, prefix: str = "") -> PolicyFile:
-    from skyra_stream.policy import PolicyError, load_policy
-
-    try:
-        return load_policy(path)
-    except PolicyError as exc:
-        typer.echo(f"{prefix}{exc}", err=True)
-        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -64,7 +43,7 @@ def worker() -> None:
     configure_logging(settings.log_level, settings.log_format)
     if settings.api_enabled:
         require_api_auth(settings)
-    from skyra_stream.runtime import run
+    from skyra_stream.runtime.process import run
 
     raise typer.Exit(run(settings, kafka=True))
 
@@ -84,7 +63,7 @@ def serve() -> None:
     if settings.model_path is None and settings.engine == "vllm":
         typer.echo("invalid configuration: SKYRA_MODEL_PATH: required", err=True)
         raise typer.Exit(2)
-    from skyra_stream.runtime import run
+    from skyra_stream.runtime.process import run
 
     raise typer.Exit(run(settings, kafka=False))
 
@@ -106,22 +85,6 @@ def require_api_auth(settings: Settings) -> None:
         raise typer.Exit(2)
 
 
-def _engine_settings(model: Path | None) -> Settings:
-    settings = load_settings()
-    if model is not None:
-        settings = settings.model_copy(update={"model_path": model})
-    if settings.worker_id is None:
-        settings = settings.model_copy(update={"worker_id": "skyra-stream-cli"})
-    if settings.model_path is None and settings.engine == "vllm":
-        typer.echo(
-            "no model: pass --model DIR or set SKYRA_MODEL_PATH "
-            "(`skyra-stream tiny-model DIR` writes a tiny untrained one for trying)",
-            err=True,
-        )
-        raise typer.Exit(1)
-    return settings
-
-
 @app.command()
 def analyze(
     paths: Annotated[
@@ -140,11 +103,9 @@ def analyze(
     Exit codes: 0 every input got a verdict, 2 some input was rejected (the line says why,
     with the dead-letter code), 1 usage or engine error.
     """
-    import hashlib
-
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from skyra_stream.inputs import collect_inputs
+    from skyra_stream.media.inputs import collect_inputs
 
     try:
         sources = collect_inputs(paths)
@@ -156,42 +117,30 @@ def analyze(
         raise typer.Exit(1)
 
     from skyra_stream.errors import EngineDeadError
-    from skyra_stream.render import render_sheet
+    from skyra_stream.runtime.local import analysis_session, analyze_sources
 
-    settings = _engine_settings(model)
+    settings = engine_settings(model)
     buckets = {s[5:].split("/", 1)[0] for s in sources if s.startswith("s3://")}
     settings = settings.model_copy(
         update={"s3_allowed_buckets": sorted(set(settings.s3_allowed_buckets) | buckets)}
     )
     configure_logging(settings.log_level if settings.log_level != "INFO" else "WARNING", "console")
-    _warn_if_tiny(settings.model_path)
+    warn_if_tiny(settings.model_path)
     sink = out.open("w", encoding="utf-8") if out else sys.stdout
-    rejected = 0
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         transient=True,
-        console=_stderr_console(),
+        console=Console(stderr=True),
     )
     try:
-        with progress, _analysis(settings) as analysis:
+        with progress, analysis_session(settings) as analysis:
             task = progress.add_task("analysing", total=len(sources))
-            # A bounded window of jobs: each line is written as its video finishes, and
-            # memory does not grow with the number of inputs.
-            names: dict[str, str] = {}
-            for outcome in analysis.run(_cli_jobs(sources, names)):
-                source = names.pop(outcome.job.event.event_id)
-                sink.write(_cli_line(source, outcome) + "\n")
-                sink.flush()
-                progress.advance(task)
-                if outcome.verdict is None:
-                    rejected += 1
-                elif render is not None and outcome.video is not None:
-                    digest = hashlib.sha256(source.encode()).hexdigest()[:8]
-                    name = f"{Path(source).stem}-{digest}.png"
-                    render_sheet(outcome.video.frames, outcome.verdict, render / name, title=source)
+            rejected = analyze_sources(
+                analysis, sources, sink, sheets=render, advance=lambda: progress.advance(task)
+            )
     except EngineDeadError as exc:
         typer.echo(f"engine failed: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -199,75 +148,6 @@ def analyze(
         if out:
             sink.close()
     raise typer.Exit(2 if rejected else 0)
-
-
-@contextmanager
-def _analysis(settings: Settings) -> Iterator[Analysis]:
-    """The analysis path on the engine SKYRA_ENGINE names, started and closed around use."""
-    from skyra_stream.analysis import Analysis
-    from skyra_stream.runtime import build_engine
-
-    engine = build_engine(settings).start()
-    analysis = Analysis(settings, engine)
-    try:
-        yield analysis
-    finally:
-        analysis.close()
-        engine.close()
-
-
-def _cli_jobs(sources: list[str], names: dict[str, str]) -> Iterator[Job]:
-    """Jobs for `sources`, lazily; `names` maps each started job's event id to its source."""
-    for source in sources:
-        job = _cli_job(source)
-        names[job.event.event_id] = source
-        yield job
-
-
-def _cli_job(source: str) -> Job:
-    """A command-line input as a job: `s3://` through the allowlist like an event, a local
-    file or a folder of frames read directly (the operator named it)."""
-    import hashlib
-
-    from skyra_stream.analysis import FileInput, FramesFolderInput, Job, ObjectInput
-    from skyra_stream.messages import IngestEvent
-
-    digest = hashlib.sha256(source.encode()).hexdigest()[:24]
-    inp: VideoInput
-    if source.startswith("s3://"):
-        uri, inp = source, ObjectInput(source)
-    else:
-        path = Path(source)
-        uri = path.resolve().as_uri()
-        inp = FramesFolderInput(path) if path.is_dir() else FileInput(path)
-    return Job(IngestEvent(event_id=f"cli-{digest}", video_id=source[-512:], uri=uri), inp)
-
-
-def _cli_line(source: str, outcome: Outcome) -> str:
-    """A verdict, or a rejection with the dead-letter code, as one JSON line."""
-    from skyra_stream.messages import ErrorReason, Rejection
-    from skyra_stream.verdicts import dead_letter_code
-
-    if outcome.verdict is not None:
-        return outcome.verdict.model_dump_json()
-    assert outcome.error is not None
-    reason = ErrorReason(code=dead_letter_code(outcome.error), message=outcome.error.message)
-    return Rejection(source=source, error=reason).model_dump_json()
-
-
-def _stderr_console() -> Console:
-    return Console(stderr=True)
-
-
-def _warn_if_tiny(model: Path | None) -> None:
-    from skyra_stream.tiny_model import is_tiny_model
-
-    if model is not None and is_tiny_model(model):
-        typer.echo(
-            "note: this is the tiny UNTRAINED test model; its verdicts are random. "
-            "Point --model at a real Skyra checkpoint (e.g. /path/to/Skyra-RL) on a GPU.",
-            err=True,
-        )
 
 
 @app.command()
@@ -291,6 +171,7 @@ def produce(
 ) -> None:
     """Publish ingest events to Kafka and print each one sent (one JSON line per event)."""
     from skyra_stream.producers.tool import list_prefix, publish, upload_files
+    from skyra_stream.runtime.configs import fetch_config, kafka_config
 
     settings = load_settings()
     if topic:
@@ -303,14 +184,15 @@ def produce(
         typer.echo("no bucket: pass --bucket or set SKYRA_S3_ALLOWED_BUCKETS", err=True)
         raise typer.Exit(1)
     try:
-        events = list(upload_files(settings, paths, target, prefix)) if paths and target else []
+        fetch = fetch_config(settings)
+        events = list(upload_files(fetch, paths, target, prefix)) if paths and target else []
         if from_s3:
-            events.extend(list_prefix(settings, from_s3))
+            events.extend(list_prefix(fetch, from_s3))
     except (FileNotFoundError, ValueError) as exc:
         typer.echo(f"cannot produce: {exc}", err=True)
         raise typer.Exit(1) from None
     sent = 0
-    for event in publish(settings, events, rate):
+    for event in publish(kafka_config(settings), events, rate):
         typer.echo(event.model_dump_json(exclude_none=True))
         sent += 1
     typer.echo(f"sent {sent} events to {settings.ingest_topic}", err=True)
@@ -340,171 +222,10 @@ def demo(
     raise typer.Exit(run_demo(out, model, timeout))
 
 
-@app.command("eval")
-def evaluate(
-    out: Annotated[Path, typer.Option(help="Folder for predictions, metrics and charts.")],
-    bench_root: Annotated[
-        Path | None, typer.Option(help="ViF-Bench root: Real/ and one folder per generator.")
-    ] = None,
-    model: Annotated[
-        Path | None, typer.Option(help="Model folder (default SKYRA_MODEL_PATH).")
-    ] = None,
-    predictions: Annotated[
-        Path | None,
-        typer.Option(help="Score this predictions file (ours, or the reference JSON) instead."),
-    ] = None,
-) -> None:
-    """Evaluate on ViF-Bench: paired balanced accuracy, fake recall and fake F1 per generator.
-
-    Resumable: predictions go to OUT/predictions.jsonl as they come, and a rerun skips the
-    clips already there. Writes metrics.json, metrics.csv and a bar chart per metric.
-    """
-    from skyra_stream.evaluation import (
-        METRICS,
-        Checkpoint,
-        Prediction,
-        discover,
-        read_predictions,
-        score,
-        write_report,
-    )
-
-    if predictions is None and bench_root is None:
-        typer.echo("give --bench-root (run the model) or --predictions (score a file)", err=True)
-        raise typer.Exit(1)
-    if predictions is None:
-        assert bench_root is not None
-        checkpoint = Checkpoint(out / "predictions.jsonl")
-        try:
-            clips = [
-                c for c in discover(bench_root) if (c.source, c.clip_id) not in checkpoint.done
-            ]
-        except FileNotFoundError as exc:
-            typer.echo(str(exc), err=True)
-            raise typer.Exit(1) from None
-        if clips:
-            settings = _engine_settings(model)
-            _warn_if_tiny(settings.model_path)
-            by_path = {str(c.path): c for c in clips}
-            with _analysis(settings) as analysis:
-                # Streams like `analyze`: predictions are appended as clips finish, so a
-                # run over thousands of clips holds a bounded window of frames, and a
-                # crash loses only what was in that window.
-                names: dict[str, str] = {}
-                for outcome in analysis.run(_cli_jobs(list(by_path), names)):
-                    clip = by_path[names.pop(outcome.job.event.event_id)]
-                    verdict = outcome.verdict
-                    checkpoint.append(
-                        Prediction(
-                            source=clip.source,
-                            clip_id=clip.clip_id,
-                            label=verdict.label if verdict else None,
-                            fake_probability=verdict.fake_probability if verdict else None,
-                        )
-                    )
-        predictions = checkpoint.path
-    scores, means = score(read_predictions(predictions))
-    written = write_report(scores, means, out)
-    for s in scores:
-        typer.echo(
-            f"{s.generator:<28} pairs={s.pairs:<5} "
-            + "  ".join(f"{m}={getattr(s, m) * 100:6.2f}" for m in METRICS)
-        )
-    typer.echo(f"{'mean':<28} {'':11}" + "  ".join(f"{m}={means[m] * 100:6.2f}" for m in METRICS))
-    typer.echo(f"wrote {', '.join(str(p) for p in written)}", err=True)
-
-
 @app.command()
 def version() -> None:
     """Print the installed version."""
     typer.echo(__version__)
-
-
-@app.command()
-def schema(
-    write: Annotated[
-        Path | None, typer.Option(help="Write one file per message into this folder.")
-    ] = None,
-    openapi: Annotated[
-        Path | None, typer.Option(help="Also write the HTTP API's OpenAPI document here.")
-    ] = None,
-) -> None:
-    """Print the JSON Schemas of ingest events, verdicts and dead letters."""
-    if openapi is not None:
-        openapi.parent.mkdir(parents=True, exist_ok=True)
-        openapi.write_text(render(openapi_spec()), encoding="utf-8")
-        typer.echo(str(openapi))
-    if write is not None:
-        for path in write_schemas(write):
-            typer.echo(str(path))
-    if write is not None or openapi is not None:
-        return
-    for filename, doc in json_schemas().items():
-        sys.stdout.write(f"# {filename}\n{render(doc)}")
-
-
-@app.command()
-def inspect(
-    paths: Annotated[list[Path], typer.Argument(help="Video files to sample.", exists=True)],
-) -> None:
-    """Sample each video as the model would see it and print one JSON line per file.
-
-    Shows the 16 timestamps, the displayed size and codec, or the dead-letter code the
-    worker would give the file. Exit code 0 when every file decoded, 2 otherwise.
-    """
-    import json
-
-    from skyra_stream.errors import SkyraError
-    from skyra_stream.frames import sample_video
-
-    limits = load_settings().decode_limits()
-    failed = False
-    for path in paths:
-        try:
-            video = sample_video(str(path), limits)
-        except SkyraError as exc:
-            failed = True
-            record = {
-                "source": str(path),
-                "status": "rejected",
-                "error": {"code": exc.code.value, "message": exc.message},
-            }
-        else:
-            h, w = video.frames[0].shape[:2]
-            record = {
-                "source": str(path),
-                "status": "ok",
-                "frame_size": [w, h],
-                "video": video.info.model_dump(),
-            }
-        typer.echo(json.dumps(record))
-    raise typer.Exit(2 if failed else 0)
-
-
-@app.command("samples")
-def samples_cmd(
-    out: Annotated[Path, typer.Argument(help="Folder to write the sample videos into.")],
-) -> None:
-    """Write a handful of small synthetic videos (several codecs and containers)."""
-    from skyra_stream.samples import write_demo_set
-
-    for path in write_demo_set(out):
-        typer.echo(str(path))
-
-
-@app.command("tiny-model")
-def tiny_model(
-    out: Annotated[Path, typer.Argument(help="Folder to write the model into.")],
-    seed: Annotated[int, typer.Option(help="Same seed, same bytes.")] = 0,
-) -> None:
-    """Write a tiny random-weight Qwen2.5-VL that vLLM loads on a CPU (tests, demo).
-
-    Its answers are noise; it exercises the whole pipeline, not the detector.
-    """
-    from skyra_stream.tiny_model import build_tiny_model
-
-    build_tiny_model(out, seed=seed)
-    typer.echo(f"wrote tiny random-weight Qwen2.5-VL to {out}")
 
 
 @app.command()
@@ -514,125 +235,20 @@ def reviews() -> None:
     `invalid_review` dead letter. Exits 0 after SIGTERM, 1 on a Kafka failure."""
     import signal
 
-    from skyra_stream.consumers.reviews import ReviewWorker
+    from skyra_stream.consumers.review_loop import ReviewLoop
+    from skyra_stream.runtime.configs import kafka_config
 
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
-    worker = ReviewWorker(settings)
+    worker = ReviewLoop(kafka_config(settings))
     signal.signal(signal.SIGTERM, lambda *_: worker.stop())
     signal.signal(signal.SIGINT, lambda *_: worker.stop())
     raise typer.Exit(worker.run())
 
 
-@app.command("export-sft")
-def export_sft_cmd(
-    reviews: Annotated[
-        Path, typer.Option(help="Audit records, one JSON per line (a dump of the audit topic).")
-    ],
-    out: Annotated[Path, typer.Option(help="Folder for reviews.jsonl, frames and dataset_info.")],
-) -> None:
-    """Turn reviewed verdicts into SFT records for k8s/training (LLaMA-Factory sharegpt).
-
-    Each record's frames are sampled again from the verdict's source, through the same
-    allowlist and limits as the worker (SKYRA_S3_*, SKYRA_LOCAL_ROOTS), and must have the
-    verdict's timestamps. Exit 0 when every record was written, 2 when some were skipped.
-    """
-    from skyra_stream.fetch import ObjectFetcher
-    from skyra_stream.frames import sample_video
-    from skyra_stream.messages import AuditRecord
-    from skyra_stream.reviews import export_sft
-
-    settings = load_settings()
-    fetcher = ObjectFetcher(settings)
-    limits = settings.decode_limits()
-
-    def frames_of(record: AuditRecord) -> tuple[list[Any], list[float]]:
-        source = record.review.verdict.source
-        with fetcher.fetch(source.uri, version_id=source.version_id) as obj:
-            video = sample_video(obj.body, limits)
-        return list(video.frames), video.timestamps_s
-
-    records, bad = [], 0
-    with reviews.open(encoding="utf-8") as lines:
-        for n, line in enumerate(lines, 1):
-            if line.strip():
-                try:
-                    records.append(AuditRecord.model_validate_json(line))
-                except ValidationError as exc:
-                    bad += 1
-                    typer.echo(
-                        f"{reviews}:{n}: not an audit record: {exc.errors()[0]['msg']}", err=True
-                    )
-    result = export_sft(records, out, frames_of)
-    for review_id, why in result.skipped.items():
-        typer.echo(f"skipped {review_id}: {why}", err=True)
-    typer.echo(f"wrote {result.written} records to {out / 'reviews.jsonl'}")
-    raise typer.Exit(2 if result.skipped or bad else 0)
-
-
-policy_app = typer.Typer(help="Check a policy file, or see what it would decide.")
+# The offline commands, on the same app (one `skyra-stream --help`).
+app.registered_commands.extend(commands.registered_commands)
 app.add_typer(policy_app, name="policy")
-
-
-@policy_app.command("check")
-def policy_check(
-    file: Annotated[Path, typer.Argument(help="Policy file (YAML or JSON).")],
-) -> None:
-    """Validate a policy file exactly as the worker does at start. Exit 0 valid, 2 not."""
-    policies = _policies_or_exit(file)
-    rules = len(policies.default.rules) + sum(len(p.rules) for p in policies.tenants.values())
-    typer.echo(
-        f"{file}: version {policies.version}, {len(policies.tenants)} tenant policies, "
-        f"{rules} rules: valid"
-    )
-
-
-@policy_app.command("test")
-def policy_test(
-    file: Annotated[Path, typer.Argument(help="Policy file to try.")],
-    verdicts: Annotated[Path, typer.Argument(help="Past verdicts, one JSON per line.")],
-) -> None:
-    """Replay past verdicts under FILE: one JSON line per verdict with the action it got
-    then and the one FILE gives, and a summary of the changes on stderr. Each verdict is
-    decided from the inputs its decision recorded (its tenant and provenance included)."""
-    import json
-    from collections import Counter
-
-    from skyra_stream.messages import Verdict
-    from skyra_stream.policy import decide, inputs_of
-
-    policies = _policies_or_exit(file)
-    changes: Counter[tuple[str | None, str]] = Counter()
-    bad = 0
-    with verdicts.open(encoding="utf-8") as lines:
-        for n, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                verdict = Verdict.model_validate_json(line)
-            except ValidationError as exc:
-                bad += 1
-                typer.echo(f"{verdicts}:{n}: not a verdict: {exc.errors()[0]['msg']}", err=True)
-                continue
-            before = verdict.decision
-            tenant = before.inputs.tenant if before else None
-            after = decide(policies, inputs_of(verdict, tenant))
-            was: str | None = before.action if before else None
-            changes[(was, after.action)] += 1
-            record = {
-                "event_id": verdict.event_id,
-                "tenant": tenant,
-                "was": was,
-                "now": after.action,
-                "rule": after.rule,
-                "policy_id": after.policy_id,
-            }
-            typer.echo(json.dumps(record))
-    for (was, now), count in sorted(changes.items(), key=lambda kv: -kv[1]):
-        typer.echo(f"{was or 'none'} -> {now}: {count}", err=True)
-    if bad:
-        typer.echo(f"{bad} lines were not verdicts", err=True)
-    raise typer.Exit(2 if bad else 0)
 
 
 def main() -> None:

@@ -27,12 +27,11 @@ from typing import Protocol
 import structlog
 
 from skyra_stream.analysis import Analysis, Job, ObjectInput, Outcome
+from skyra_stream.decisions.verdicts import build_dead_letter
 from skyra_stream.errors import SkyraError
 from skyra_stream.events import RejectedEventError, parse_message
 from skyra_stream.messages import DeadLetter, IngestEvent, KafkaPosition, Verdict
 from skyra_stream.metrics import Metrics
-from skyra_stream.settings import Settings
-from skyra_stream.verdicts import build_dead_letter
 
 log = structlog.get_logger(__name__)
 
@@ -72,16 +71,25 @@ class _Event:
     waiters: list[_Message] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class PipelineConfig:
+    """Messages in flight before the reader should pause, and the bounds on one message."""
+
+    max_messages: int = 64
+    max_message_bytes: int = 1 << 20
+    max_metadata_bytes: int = 16 * 1024
+
+
 class Pipeline:
     def __init__(
         self,
-        settings: Settings,
+        config: PipelineConfig,
         analysis: Analysis,
         sink: Sink,
         *,
         on_fatal: FatalCallback | None = None,
     ) -> None:
-        self.settings = settings
+        self.config = config
         self.analysis = analysis
         self.sink = sink
         self.metrics: Metrics = analysis.metrics
@@ -94,9 +102,9 @@ class Pipeline:
     # -- capacity ---------------------------------------------------------------------------
 
     @property
-    def window(self) -> int:
+    def max_messages(self) -> int:
         """Messages the caller may have in flight before it should pause reading."""
-        return self.settings.pipeline_window
+        return self.config.max_messages
 
     @property
     def in_flight(self) -> int:
@@ -121,8 +129,8 @@ class Pipeline:
         try:
             events = parse_message(
                 inbound.raw,
-                max_message_bytes=self.settings.max_message_bytes,
-                max_metadata_bytes=self.settings.max_metadata_bytes,
+                max_message_bytes=self.config.max_message_bytes,
+                max_metadata_bytes=self.config.max_metadata_bytes,
             )
         except SkyraError as exc:
             message.pending = 1

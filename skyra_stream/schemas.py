@@ -12,8 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from skyra_stream.decisions.policy import PolicyFile
 from skyra_stream.messages import AuditRecord, DeadLetter, IngestEvent, ReviewEvent, Verdict
-from skyra_stream.policy import PolicyFile
 
 MODELS: dict[str, type[BaseModel]] = {
     "ingest_event": IngestEvent,
@@ -53,9 +53,6 @@ def write_schemas(directory: Path) -> list[Path]:
 
 def openapi_spec() -> dict[str, Any]:
     """The HTTP API's OpenAPI document, as served at /openapi.json (default settings)."""
-    from skyra_stream.api.app import create_app  # noqa: PLC0415 - FastAPI only when asked
-    from skyra_stream.health import HealthState  # noqa: PLC0415
-    from skyra_stream.metrics import Metrics  # noqa: PLC0415
-    from skyra_stream.settings import Settings  # noqa: PLC0415
+    from skyra_stream.api.app import default_openapi  # noqa: PLC0415 - FastAPI only when asked
 
-    return create_app(Settings(), HealthState(), Metrics()).openapi()
+    return default_openapi()

@@ -1,8 +1,10 @@
 """Configuration from `SKYRA_*` environment variables (12-factor), validated at start.
 
 One flat settings class so that every variable is named exactly as operators write it
-(`SKYRA_S3_ALLOWED_BUCKETS`, not a nested `SKYRA_S3__ALLOWED_BUCKETS`); the parts of the
-worker take the views they need (`decode_limits()`, ...).
+(`SKYRA_S3_ALLOWED_BUCKETS`, not a nested `SKYRA_S3__ALLOWED_BUCKETS`). It is a leaf: it
+imports no stage. The composition root (`skyra_stream.runtime.configs`) turns it into the
+small frozen config each stage takes, so that a stage never sees the hundred fields it does
+not read and can be built in a test without an environment.
 """
 
 from __future__ import annotations
@@ -10,11 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-
-from skyra_stream.cpu import available_cpus
-from skyra_stream.frames import DecodeLimits, cuda_decode_available
 
 MiB = 1 << 20
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
@@ -29,7 +28,9 @@ def _split_commas(value: Any) -> Any:
 class Settings(BaseSettings):
     """Everything the worker, the CLI and the API read from the environment."""
 
-    model_config = SettingsConfigDict(env_prefix="SKYRA_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="SKYRA_", extra="ignore", frozen=True, populate_by_name=True
+    )
 
     # -- Kafka --------------------------------------------------------------------------
     kafka_bootstrap_servers: Annotated[list[str], NoDecode] = Field(
@@ -135,8 +136,15 @@ class Settings(BaseSettings):
         ge=0,
         description="Decodes at once; 0: one per CPU that the container's quota allows.",
     )
-    pipeline_window: int = Field(
-        default=64, ge=1, description="Messages in flight before the consumer pauses."
+    pipeline_max_messages: int = Field(
+        default=64,
+        ge=1,
+        # SKYRA_PIPELINE_WINDOW: the name before 0.2, still read so that deployments keep
+        # working; "window" now means only a long video's windows.
+        validation_alias=AliasChoices(
+            "pipeline_max_messages", "SKYRA_PIPELINE_MAX_MESSAGES", "SKYRA_PIPELINE_WINDOW"
+        ),
+        description="Kafka messages in flight before the consumer pauses.",
     )
 
     # -- limits on untrusted input --------------------------------------------------------
@@ -184,8 +192,8 @@ class Settings(BaseSettings):
     # -- decisions: policies, provenance, review ------------------------------------------
     policy_file: Path | None = Field(
         default=None,
-        description="YAML or JSON policy file (skyra_stream.policy); the built-in default "
-        "(review what the model calls fake or cannot answer, allow the rest) when unset.",
+        description="YAML or JSON policy file (skyra_stream.decisions.policy); the built-in "
+        "default (review what the model calls fake or cannot answer, allow the rest) when unset.",
     )
     tenant_metadata_key: str = Field(
         default="tenant", min_length=1, description="The ingest metadata key naming the tenant."
@@ -230,7 +238,8 @@ class Settings(BaseSettings):
     # -- model and engine (vLLM) ----------------------------------------------------------
     engine: Literal["vllm", "fake"] = Field(
         default="vllm",
-        description="`fake`: skyra_stream.testing.FakeEngine, no model (tests of the plumbing).",
+        description="`fake`: skyra_stream.model.fake_engine.FakeEngine, no model (tests of "
+        "the plumbing).",
     )
     fake_engine_latency_s: float = Field(
         default=0.0, ge=0, description="With SKYRA_ENGINE=fake: seconds per answer."
@@ -324,31 +333,3 @@ class Settings(BaseSettings):
 
     def http_is_loopback(self) -> bool:
         return self.http_host in LOOPBACK_HOSTS
-
-    def decode_workers(self) -> int:
-        """Decodes at once: the setting, or the CPUs the container may use."""
-        return self.decode_concurrency or available_cpus()
-
-    def decode_limits(self) -> DecodeLimits:
-        threads = self.decode_threads
-        if threads is None:
-            # Throughput comes from decoding videos side by side, one thread each; a lone
-            # decode (the CLI, a one-CPU pod) may as well use every CPU.
-            workers = self.decode_workers()
-            threads = 1 if workers > 1 else available_cpus()
-        return DecodeLimits(
-            max_pixels=self.max_frame_pixels,
-            max_duration_s=self.max_duration_s,
-            timeout_s=self.decode_timeout_s,
-            threads=threads,
-            skip_nonref=self.decode_skip_nonref,
-            device=self.resolved_decode_device(),
-            window_s=self.window_s,
-            window_threshold_s=self.window_threshold_s,
-            max_windows=self.max_windows,
-        )
-
-    def resolved_decode_device(self) -> str:
-        if self.decode_device == "auto":
-            return "cuda" if cuda_decode_available() else "cpu"
-        return self.decode_device

@@ -9,6 +9,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from skyra_stream.devstack.faulty_proxy import FaultyProxy
+from skyra_stream.runtime.configs import engine_config
 
 # Fixtures that start a piece of the real stack; a test that uses any of them (directly or
 # through another fixture) is marked `stack`, and `make test-fast` leaves it out.
@@ -67,7 +68,7 @@ ENGINE_KV_CACHE_BYTES = 256 << 20
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from skyra_stream.tiny_model import build_tiny_model
+    from skyra_stream.model.tiny_model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
 
@@ -99,8 +100,8 @@ def engine_settings(model: Path, **overrides: object):  # type: ignore[no-untype
 @pytest.fixture(scope="session")
 def engine(tiny_model: Path):  # type: ignore[no-untyped-def]
     """The worker's engine (AsyncLLM), shared by every test that needs one."""
-    from skyra_stream.engine import VerdictEngine
+    from skyra_stream.model.vllm_engine import VerdictEngine
 
-    eng = VerdictEngine(engine_settings(tiny_model)).start()
+    eng = VerdictEngine(engine_config(engine_settings(tiny_model))).start()
     yield eng
     eng.close()

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from skyra_stream.admission import PriorityPool
 from skyra_stream.analysis import (
     Analysis,
     FileInput,
@@ -22,11 +21,13 @@ from skyra_stream.analysis import (
     StreamInput,
 )
 from skyra_stream.errors import EngineDeadError, ErrorCode
-from skyra_stream.frames import cuda_decode_available
+from skyra_stream.media.decode import cuda_decode_available
+from skyra_stream.media.samples import VideoSpec, write_video
 from skyra_stream.messages import IngestEvent
-from skyra_stream.samples import VideoSpec, write_video
+from skyra_stream.model.fake_engine import FAKE_MODEL_NAME, FakeEngine
+from skyra_stream.pools import PriorityPool
+from skyra_stream.runtime.wiring import build_analysis, build_engine
 from skyra_stream.settings import Settings
-from skyra_stream.testing import FAKE_MODEL_NAME, FakeEngine
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +61,7 @@ def engine() -> Iterator[FakeEngine]:
 
 @pytest.fixture
 def analysis(root: Path, engine: FakeEngine) -> Iterator[Analysis]:
-    a = Analysis(settings_for(root), engine)
+    a = build_analysis(settings_for(root), engine)
     yield a
     a.close()
 
@@ -133,7 +134,7 @@ def test_total_runs_from_acceptance_and_covers_every_stage(analysis: Analysis, r
 def test_failures_end_with_their_code_and_never_reach_the_engine(
     root: Path, engine: FakeEngine, inp: object, code: ErrorCode
 ) -> None:
-    a = Analysis(settings_for(root, max_object_bytes=1000), engine)
+    a = build_analysis(settings_for(root, max_object_bytes=1000), engine)
     try:
         if inp == "missing":
             inp = ObjectInput((root / "nope.mp4").as_uri())
@@ -152,7 +153,7 @@ def test_failures_end_with_their_code_and_never_reach_the_engine(
 
 def test_an_engine_refusal_is_this_jobs_failure(root: Path) -> None:
     with FakeEngine(fail=lambda r: "prompt too long" if r.request_id == "bad" else None) as eng:
-        a = Analysis(settings_for(root), eng)
+        a = build_analysis(settings_for(root), eng)
         try:
             bad = outcome(a, job(FileInput(root / "c0.mp4"), event_id="bad"))
             good = outcome(a, job(FileInput(root / "c0.mp4"), event_id="good"))
@@ -191,7 +192,7 @@ def test_cancelling_a_job_aborts_its_engine_request(
 
 
 def test_close_cancels_what_is_in_progress(root: Path, engine: FakeEngine) -> None:
-    a = Analysis(settings_for(root), engine)
+    a = build_analysis(settings_for(root), engine)
     engine.hold()
     futures = [a.start(job(FileInput(root / "c0.mp4"), event_id=f"e{i}")) for i in range(3)]
     engine.wait_in_flight(3)
@@ -216,7 +217,7 @@ def test_run_keeps_a_bounded_window_and_streams_results(
 
     seen = 0
     most_ahead = 0
-    for result in analysis.run(jobs(), window=5):
+    for result in analysis.run(jobs(), limit=5):
         assert result.verdict is not None
         seen += 1
         with lock:
@@ -250,8 +251,8 @@ def test_the_fake_engines_journal_records_every_submission(root: Path, tmp_path:
     # files: one line per request submitted, a repeat of an event as a second line.
     journal = tmp_path / "journal"
     settings = settings_for(root, engine="fake", fake_engine_journal=journal)
-    with FakeEngine.from_settings(settings) as engine:
-        a = Analysis(settings, engine)
+    with build_engine(settings) as engine:
+        a = build_analysis(settings, engine)
         try:
             for eid in ("a", "b", "a"):
                 assert outcome(a, job(FileInput(root / "c0.mp4"), event_id=eid)).verdict
@@ -264,7 +265,7 @@ def test_the_fake_engines_journal_records_every_submission(root: Path, tmp_path:
 def test_a_gpu_decode_that_falls_back_is_counted_with_its_reason(
     root: Path, engine: FakeEngine
 ) -> None:
-    a = Analysis(settings_for(root, decode_device="cuda"), engine)
+    a = build_analysis(settings_for(root, decode_device="cuda"), engine)
     try:
         assert outcome(a, job(FileInput(root / "c0.mp4"))).verdict
     finally:

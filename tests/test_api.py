@@ -20,17 +20,19 @@ import pytest
 from PIL import Image
 from pydantic import SecretStr
 
-from skyra_stream.analysis import Analysis
 from skyra_stream.api.app import create_app
 from skyra_stream.api.http_server import HttpServer
 from skyra_stream.api.service import AnalyzeService
 from skyra_stream.devstack.faulty_proxy import FaultyProxy
-from skyra_stream.engine import VerdictEngine
 from skyra_stream.health import HealthState
+from skyra_stream.media.samples import VideoSpec, write_video
 from skyra_stream.messages import Verdict
 from skyra_stream.metrics import Metrics
-from skyra_stream.samples import VideoSpec, write_video
+from skyra_stream.model.vllm_engine import VerdictEngine
+from skyra_stream.runtime.configs import kafka_config, pipeline_config
+from skyra_stream.runtime.wiring import build_analysis
 from skyra_stream.settings import Settings
+from tests.conftest import engine_settings
 
 BUCKET = "api-uploads"
 OPENAPI = Path(__file__).parents[1] / "docs" / "openapi.json"
@@ -48,11 +50,11 @@ class Api:
 
 
 def start_api(engine: VerdictEngine, **overrides: Any) -> tuple[Api, HttpServer]:
-    settings = engine.settings.model_copy(update={"http_host": "127.0.0.1", **overrides})
+    settings = engine_settings(engine.config.model_path, http_host="127.0.0.1", **overrides)
     metrics = Metrics()
     health = HealthState()
     health.ready_when("engine", lambda: engine.ready)
-    service = AnalyzeService(Analysis(settings, engine, metrics=metrics))
+    service = AnalyzeService(build_analysis(settings, engine, metrics=metrics))
     server = HttpServer(create_app(settings, health, metrics, service), "127.0.0.1", 0).start()
     api = Api(f"http://127.0.0.1:{server.port}", settings, service, metrics)
     with api.client() as c:
@@ -174,7 +176,7 @@ def test_s3_uri_gets_a_verdict(api: Api) -> None:
 
 
 def test_frames_get_a_verdict(api: Api, clips: dict[str, Path]) -> None:
-    from skyra_stream.frames import sample_video
+    from skyra_stream.media.decode import sample_video
 
     video = sample_video(str(clips["b"]))
     files = []
@@ -398,8 +400,8 @@ def test_burst_past_the_bound_gets_429_and_nothing_hangs(api: Api, clips: dict[s
 def test_timeout_answers_504_and_cancels_the_engine_request(
     engine: VerdictEngine, clips: dict[str, Path]
 ) -> None:
-    from skyra_stream.engine import EngineRequest
-    from skyra_stream.frames import sample_video
+    from skyra_stream.media.decode import sample_video
+    from skyra_stream.model.vllm_engine import EngineRequest
 
     # The case that matters is a timeout while the request is inside vLLM: it must be
     # aborted there. Small PNG frames decode in milliseconds and four backlog videos share
@@ -550,7 +552,7 @@ def test_api_call_overtakes_a_200_event_kafka_backlog(
 ) -> None:
     import boto3
 
-    from skyra_stream.consumers.worker import IngestWorker
+    from skyra_stream.consumers.ingest_loop import IngestLoop
     from skyra_stream.devstack.broker import TansuBroker
     from skyra_stream.messages import IngestEvent
     from skyra_stream.pipeline import Pipeline
@@ -570,11 +572,11 @@ def test_api_call_overtakes_a_200_event_kafka_backlog(
             "verdict_topic": "bk-out",
             "dead_letter_topic": "bk-dlq",
             "group_id": "bk",
-            "pipeline_window": 64,
+            "pipeline_max_messages": 64,
             "kafka_session_timeout_ms": 10000,
         }
     )
-    producer = IngestProducer(settings)
+    producer = IngestProducer(kafka_config(settings))
     for i in range(200):
         producer.send(
             IngestEvent(
@@ -586,9 +588,9 @@ def test_api_call_overtakes_a_200_event_kafka_backlog(
 
     # One analysis path for both doors, as in a worker with SKYRA_API_ENABLED.
     metrics = api.metrics
-    publisher = OutcomePublisher(settings)
-    pipeline = Pipeline(settings, api.service.analysis, publisher)
-    worker = IngestWorker(settings, pipeline, flush=publisher.flush, metrics=metrics)
+    publisher = OutcomePublisher(kafka_config(settings))
+    pipeline = Pipeline(pipeline_config(settings), api.service.analysis, publisher)
+    worker = IngestLoop(kafka_config(settings), pipeline, flush=publisher.flush, metrics=metrics)
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
 
@@ -615,7 +617,7 @@ def test_api_call_overtakes_a_200_event_kafka_backlog(
         )
         # Without priority the call would wait behind the ~50 videos queued for the engine;
         # with it, only those already inside the engine's window finish first.
-        assert overtaken_by <= 2 * engine.settings.max_in_flight, overtaken_by
+        assert overtaken_by <= 2 * engine.config.max_in_flight, overtaken_by
         assert published() < 200  # the backlog was still draining
     finally:
         worker.stop()

@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from skyra_stream.samples import VideoSpec, write_video
+from skyra_stream.media.samples import VideoSpec, write_video
 
 pytestmark = pytest.mark.subprocess
 

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from skyra_stream.confidence import fake_probability
+from skyra_stream.model.confidence import fake_probability
 
 
 def lp(p: float) -> float:

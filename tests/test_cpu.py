@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from skyra_stream.cpu import available_cpus, cgroup_quota
+from skyra_stream.media.cpu import available_cpus, cgroup_quota
+from skyra_stream.runtime.configs import decode_limits, decode_workers
 from skyra_stream.settings import Settings
 
 
@@ -57,10 +58,10 @@ def test_a_quota_above_the_affinity_is_bounded_by_it(tmp_path: Path, affinity: i
 def test_decode_settings_follow_the_cpus() -> None:
     cpus = available_cpus()
     auto = Settings()
-    assert auto.decode_workers() == cpus
-    assert auto.decode_limits().threads == (1 if cpus > 1 else cpus)
-    assert auto.decode_limits().skip_nonref
+    assert decode_workers(auto) == cpus
+    assert decode_limits(auto).threads == (1 if cpus > 1 else cpus)
+    assert decode_limits(auto).skip_nonref
     fixed = Settings(decode_concurrency=1, decode_threads=0, decode_skip_nonref=False)
-    assert fixed.decode_workers() == 1
-    assert fixed.decode_limits().threads == 0  # FFmpeg picks
-    assert not fixed.decode_limits().skip_nonref
+    assert decode_workers(fixed) == 1
+    assert decode_limits(fixed).threads == 0  # FFmpeg picks
+    assert not decode_limits(fixed).skip_nonref

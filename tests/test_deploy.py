@@ -283,7 +283,7 @@ def test_the_lag_threshold_follows_from_throughput_and_the_latency_target(path: 
 def test_the_shipped_policy_loads_and_is_mounted_where_the_config_points(
     path: Path, tmp_path: Path
 ) -> None:
-    from skyra_stream.policy import load_policy
+    from skyra_stream.decisions.policy import load_policy
 
     docs = render(path)
     (policy_map,) = [

@@ -13,7 +13,10 @@ import psutil
 import pytest
 from transformers import AutoProcessor
 
-from skyra_stream.engine import (
+from skyra_stream.model.prompt import messages, render_prompt
+from skyra_stream.model.response import parse_response
+from skyra_stream.model.tiny_model import build_tiny_model
+from skyra_stream.model.vllm_engine import (
     EngineDeadError,
     EngineRequest,
     EngineRequestError,
@@ -22,9 +25,7 @@ from skyra_stream.engine import (
     VerdictEngine,
     sampling_params,
 )
-from skyra_stream.prompt import messages, render_prompt
-from skyra_stream.response import parse_response
-from skyra_stream.tiny_model import build_tiny_model
+from skyra_stream.runtime.configs import engine_config
 from tests.conftest import engine_settings
 
 STAMPS = [round(i * 0.5333, 4) for i in range(16)]
@@ -84,7 +85,9 @@ def test_many_in_flight_come_back_one_each_matched_to_their_request(
 
 
 def test_guided_mode_makes_every_output_parse(engine: VerdictEngine) -> None:
-    params = sampling_params(engine_settings(Path("unused"), guided="regex", max_tokens=400))
+    params = sampling_params(
+        engine_config(engine_settings(Path("unused"), guided="regex", max_tokens=400))
+    )
     results = [r for _, r in engine.run_many([request(100 + i) for i in range(4)], params)]
     for result in results:
         assert isinstance(result, EngineResult), result
@@ -97,7 +100,7 @@ def test_guided_mode_makes_every_output_parse(engine: VerdictEngine) -> None:
 
 
 def test_max_tokens_cut_is_unparseable_not_a_crash(engine: VerdictEngine) -> None:
-    params = sampling_params(engine_settings(Path("unused"), max_tokens=3))
+    params = sampling_params(engine_config(engine_settings(Path("unused"), max_tokens=3)))
     result = engine.submit(request(200), params).result(timeout=300)
     assert result.finish_reason == "length"
     assert result.output_tokens == 3
@@ -132,7 +135,7 @@ def test_offline_mode_gives_the_same_greedy_answers(
 ) -> None:
     requests = [request(400 + i) for i in range(3)]
     online = {req.request_id: res for req, res in engine.run_many(requests)}
-    offline = OfflineEngine(engine_settings(tiny_model))
+    offline = OfflineEngine(engine_config(engine_settings(tiny_model)))
     try:
         results = offline.generate(requests)
     finally:
@@ -160,7 +163,7 @@ def test_dead_engine_surfaces_as_engine_dead_and_shutdown_leaves_no_process(
     tiny_model: Path, engine: VerdictEngine
 ) -> None:
     before = {p.pid for p in _children()}
-    dying = VerdictEngine(engine_settings(tiny_model)).start()
+    dying = VerdictEngine(engine_config(engine_settings(tiny_model))).start()
     try:
         assert isinstance(dying.submit(request(500)).result(timeout=300), EngineResult)
         spawned = [p for p in _children() if p.pid not in before]

@@ -11,16 +11,16 @@ import pytest
 from PIL import Image
 from sklearn.metrics import balanced_accuracy_score, f1_score, recall_score
 
-from skyra_stream.evaluation import (
+from skyra_stream.evaluation.vifbench import (
     REAL,
     Checkpoint,
     Prediction,
     discover,
-    load_frames_folder,
     read_predictions,
     score,
     write_report,
 )
+from skyra_stream.media.images import load_frames_folder
 
 GENERATORS = ["Wan2.1-T2V-1.3B", "sora-2", "kling-v1"]
 

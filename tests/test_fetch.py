@@ -10,7 +10,8 @@ import pytest
 
 from skyra_stream.devstack.faulty_proxy import Fault, FaultyProxy
 from skyra_stream.errors import ErrorCode, SkyraError
-from skyra_stream.fetch import ObjectFetcher, resolve_uri
+from skyra_stream.media.fetch import FetchConfig, ObjectFetcher, resolve_uri
+from skyra_stream.runtime.configs import fetch_config
 from skyra_stream.settings import Settings
 
 
@@ -35,7 +36,7 @@ def fetcher(s3_proxy: FaultyProxy, bucket: str, tmp_path: Path) -> ObjectFetcher
         local_roots=[tmp_path / "root"],
         spool_memory_bytes=1024,
     )
-    return ObjectFetcher(settings)
+    return ObjectFetcher(fetch_config(settings))
 
 
 def _code(fn, *args, **kwargs) -> ErrorCode:  # type: ignore[no-untyped-def]
@@ -172,7 +173,7 @@ def test_unreachable_endpoint_is_transient(tmp_path: Path) -> None:
         s3_connect_timeout_s=0.5,
     )
     with pytest.raises(SkyraError) as err:
-        ObjectFetcher(settings).fetch("s3://b/k")
+        ObjectFetcher(fetch_config(settings)).fetch("s3://b/k")
     assert (err.value.code, err.value.transient) == (ErrorCode.FETCH_FAILED, True)
 
 
@@ -209,5 +210,5 @@ def test_local_file_size_cap(fetcher: ObjectFetcher, tmp_path: Path) -> None:
 
 def test_file_uris_refused_without_roots() -> None:
     with pytest.raises(SkyraError) as err:
-        resolve_uri("file:///tmp/a.mp4", Settings())
+        resolve_uri("file:///tmp/a.mp4", FetchConfig())
     assert err.value.code is ErrorCode.URI_NOT_ALLOWED

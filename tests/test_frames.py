@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from skyra_stream.errors import ErrorCode, SkyraError
-from skyra_stream.frames import DecodeLimits, cuda_decode_available, sample_video
-from skyra_stream.prompt import resized_size
-from skyra_stream.samples import VideoSpec, read_index, write_audio_only, write_video
+from skyra_stream.media.decode import DecodeLimits, cuda_decode_available, sample_video
+from skyra_stream.media.samples import VideoSpec, read_index, write_audio_only, write_video
+from skyra_stream.model.prompt import resized_size
 
 LINSPACE_60 = [int(i) for i in np.linspace(0, 59, 16)]
 
@@ -368,7 +368,7 @@ def test_what_nvdec_cannot_decode_goes_to_software_without_trying(
 ) -> None:
     from types import SimpleNamespace
 
-    from skyra_stream.frames import _NoHardwareError, _Sampler
+    from skyra_stream.media.decode import _NoHardwareError, _Sampler
 
     cc = SimpleNamespace(
         name=codec, format=SimpleNamespace(name=pix_fmt), width=size[0], height=size[1]

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from skyra_stream.errors import SkyraError
-from skyra_stream.frames import DecodeLimits, sample_video
-from skyra_stream.samples import VideoSpec, write_video
+from skyra_stream.media.decode import DecodeLimits, sample_video
+from skyra_stream.media.samples import VideoSpec, write_video
 
 SEEDS = {
     "h264.mp4": VideoSpec(frames=30, gop=10),

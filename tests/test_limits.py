@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from skyra_stream.samples import VideoSpec, write_video
+from skyra_stream.media.samples import VideoSpec, write_video
 
 MiB = 1 << 20
 pytestmark = pytest.mark.subprocess
@@ -31,9 +31,11 @@ CHILD = r"""
 import json, os, sys
 from skyra_stream.errors import SkyraError
 from skyra_stream.events import parse_message
-from skyra_stream.fetch import ObjectFetcher
-from skyra_stream.frames import sample_video
+from skyra_stream.media.fetch import ObjectFetcher
+from skyra_stream.media.decode import sample_video
 from skyra_stream.settings import Settings
+from skyra_stream.runtime.configs import fetch_config
+from skyra_stream.runtime.configs import decode_limits
 
 def peak():
     # VmHWM: the high-water mark of resident memory, C allocations included.
@@ -52,7 +54,7 @@ if raw is None:
     raw = json.dumps({"event_id": "e", "video_id": "v", "uri": os.environ["URI"]}).encode()
 if os.environ.get("PAD_MESSAGE"):
     raw = raw + b" " * int(os.environ["PAD_MESSAGE"])
-fetcher = ObjectFetcher(settings)
+fetcher = ObjectFetcher(fetch_config(settings))
 reset_peak()
 before = peak()
 code = None
@@ -67,7 +69,7 @@ try:
     )
     obj = fetcher.fetch(event.uri, version_id=event.version_id, expected_size=event.size_bytes)
     with obj:
-        sample_video(obj.body, settings.decode_limits())
+        sample_video(obj.body, decode_limits(settings))
 except SkyraError as exc:
     code = exc.code.value
 print(json.dumps({"code": code, "growth": peak() - before}))

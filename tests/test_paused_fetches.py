@@ -15,10 +15,11 @@ from collections.abc import Iterator
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from skyra_stream.consumers.ingest_loop import make_consumer
 from skyra_stream.consumers.paused_fetches import restore_resumed_partitions
-from skyra_stream.consumers.worker import make_consumer
 from skyra_stream.devstack.broker import TansuBroker
 from skyra_stream.producers.admin import create_topics
+from skyra_stream.runtime.configs import kafka_config
 from skyra_stream.settings import Settings
 
 pytestmark = pytest.mark.stack
@@ -53,10 +54,12 @@ def churn(broker: TansuBroker, topic: str, *, fix: bool, drain_s: float) -> dict
     # subscribed: the fetcher is the same, and there is no group join to wait for.
     consumer = (
         make_consumer(
-            Settings(
-                kafka_bootstrap_servers=[broker.bootstrap],
-                group_id=f"{topic}-group",
-                kafka_auto_offset_reset="earliest",
+            kafka_config(
+                Settings(
+                    kafka_bootstrap_servers=[broker.bootstrap],
+                    group_id=f"{topic}-group",
+                    kafka_auto_offset_reset="earliest",
+                )
             )
         )
         if fix

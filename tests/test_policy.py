@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from skyra_stream.messages import DecisionInputs
-from skyra_stream.policy import (
+from skyra_stream.decisions.policy import (
     DEFAULT_POLICY,
     PolicyError,
     before_model_inputs,
@@ -17,6 +16,7 @@ from skyra_stream.policy import (
     decide_before_model,
     load_policy,
 )
+from skyra_stream.messages import DecisionInputs
 
 EXAMPLE = """
 version: "2026-11-26.1"

@@ -11,7 +11,7 @@ import jinja2
 import pytest
 
 from benchmarks.prompt_tokens import count as count_prompt_tokens
-from skyra_stream.prompt import (
+from skyra_stream.model.prompt import (
     INSTRUCTION,
     messages,
     model_frame_size,
@@ -20,7 +20,7 @@ from skyra_stream.prompt import (
     system_prompt,
     user_content,
 )
-from skyra_stream.taxonomy import L3_TYPES, TAXONOMY, classify
+from skyra_stream.model.taxonomy import L3_TYPES, TAXONOMY, classify
 
 SHARED_PROMPT = Path(__file__).resolve().parents[2] / "shared" / "skyra" / "system_prompt.txt"
 PINNED_DIGEST = "b830157f7779808ea9f450c8298d2e8d2ca5facbc164a05c1ec3ed79f203fcd7"

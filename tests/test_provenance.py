@@ -20,11 +20,12 @@ from skyra_stream.devstack.credentials import (
     sign_mp4,
     tamper,
 )
+from skyra_stream.media.provenance import ProvenanceConfig, ProvenanceReader, find_c2pa_box
+from skyra_stream.media.samples import VideoSpec, write_video
 from skyra_stream.messages import IngestEvent
-from skyra_stream.provenance import ProvenanceConfig, ProvenanceReader, find_c2pa_box
-from skyra_stream.samples import VideoSpec, write_video
+from skyra_stream.model.fake_engine import FakeEngine
+from skyra_stream.runtime.wiring import build_analysis
 from skyra_stream.settings import Settings
-from skyra_stream.testing import FakeEngine
 
 POLICY = """
 version: "7"
@@ -150,7 +151,7 @@ def analysis(files: dict[str, Path], fake_engine: FakeEngine, tmp_path: Path) ->
         decode_concurrency=2,
         policy_file=policy,
     )
-    a = Analysis(settings, fake_engine)
+    a = build_analysis(settings, fake_engine)
     yield a
     a.close()
 

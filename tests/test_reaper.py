@@ -21,7 +21,7 @@ pytestmark = pytest.mark.subprocess
 
 PARENT = r"""
 import subprocess, sys, time
-from skyra_stream.reaper import start_reaper
+from skyra_stream.model.reaper import start_reaper
 start_reaper()
 # An engine-like pair: a child that starts its own child, both long-lived.
 subprocess.Popen([sys.executable, "-c",
@@ -69,7 +69,7 @@ def test_sigkill_of_the_parent_alone_ends_its_whole_tree() -> None:
 def test_a_parent_that_exits_normally_leaves_nothing_either() -> None:
     code = (
         "import subprocess, sys, time\n"
-        "from skyra_stream.reaper import start_reaper\n"
+        "from skyra_stream.model.reaper import start_reaper\n"
         "r = start_reaper()\n"
         "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
         "print(r.pid, c.pid, flush=True)\n"

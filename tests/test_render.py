@@ -7,6 +7,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from skyra_stream.decisions.evidence import (
+    BOX_COLORS,
+    COLUMNS,
+    HEADER_H,
+    LABEL_H,
+    PAD,
+    render_sheet,
+)
 from skyra_stream.messages import (
     Artifact,
     ModelInfo,
@@ -16,7 +24,6 @@ from skyra_stream.messages import (
     VideoInfo,
     WorkerInfo,
 )
-from skyra_stream.render import BOX_COLORS, COLUMNS, HEADER_H, LABEL_H, PAD, render_sheet
 
 STAMPS = [i * 0.5 for i in range(16)]
 

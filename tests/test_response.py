@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from skyra_stream.response import parse_response
-from skyra_stream.taxonomy import L3_TYPES
+from skyra_stream.model.response import parse_response
+from skyra_stream.model.taxonomy import L3_TYPES
 
 FAKE = (
     "<think>The video shows a dog running across a lawn. Checking the legs frame by frame. "

@@ -16,12 +16,15 @@ import numpy as np
 import pytest
 
 from skyra_stream.analysis import Analysis, FileInput, Job, ObjectInput
+from skyra_stream.decisions.reuse import ReuseCache
+from skyra_stream.decisions.reuse import answer_identity as identity_of
 from skyra_stream.devstack.redis_server import RedisServer
-from skyra_stream.fingerprint import SAME_CONTENT_BITS, distance
+from skyra_stream.media.fingerprint import SAME_CONTENT_BITS, distance
 from skyra_stream.messages import IngestEvent, Verdict
-from skyra_stream.reuse import ReuseCache, answer_identity
+from skyra_stream.model.fake_engine import FakeEngine
+from skyra_stream.runtime.configs import engine_config, provenance_config
+from skyra_stream.runtime.wiring import build_analysis
 from skyra_stream.settings import Settings
-from skyra_stream.testing import FakeEngine
 
 POLICY = """
 version: "1"
@@ -88,7 +91,7 @@ def analyse(analysis: Analysis, path: Path, event_id: str, **metadata: str) -> V
 def test_a_repost_is_answered_from_the_first_analysis_without_decode_or_engine(
     clips: dict[str, Path], fake_engine: FakeEngine, tmp_path: Path
 ) -> None:
-    analysis = Analysis(settings_for(clips["a"].parent, tmp_path), fake_engine)
+    analysis = build_analysis(settings_for(clips["a"].parent, tmp_path), fake_engine)
     try:
         first = analyse(analysis, clips["a"], "first", tenant="other")
         repost = analyse(analysis, clips["a"], "repost", tenant="strict")
@@ -123,6 +126,10 @@ def test_whatever_changes_the_answer_changes_the_key(tmp_path: Path) -> None:
     from skyra_stream.messages import ModelInfo
 
     model = ModelInfo(name="skyra-rl", revision="r1")
+
+    def answer_identity(settings: Settings, model: ModelInfo) -> str:
+        return identity_of(engine_config(settings), model, provenance_config(settings))
+
     same = answer_identity(base, model)
     assert answer_identity(base.model_copy(update={"policy_file": None}), model) == same
     assert answer_identity(base.model_copy(update={"tenant_metadata_key": "t"}), model) == same
@@ -139,7 +146,7 @@ def test_whatever_changes_the_answer_changes_the_key(tmp_path: Path) -> None:
 def test_the_fingerprint_keeps_re_encodes_close_and_other_videos_far(
     clips: dict[str, Path], fake_engine: FakeEngine, tmp_path: Path
 ) -> None:
-    analysis = Analysis(settings_for(clips["a"].parent, tmp_path), fake_engine)
+    analysis = build_analysis(settings_for(clips["a"].parent, tmp_path), fake_engine)
     try:
         a, again, b = (analyse(analysis, clips[k], k) for k in ("a", "a-reencoded", "b"))
     finally:
@@ -167,7 +174,7 @@ def test_the_checksum_on_head_answers_before_anything_is_downloaded(
     settings = settings_for(
         tmp_path, tmp_path, s3_endpoint_url=moto_server, s3_allowed_buckets=["reuse"]
     )
-    analysis = Analysis(settings, fake_engine)
+    analysis = build_analysis(settings, fake_engine)
     sha = hashlib.sha256(data).hexdigest()
     stored = analysis.fetcher.stored_checksum("s3://reuse/with-sum.mp4")
     assert stored is not None
@@ -207,7 +214,7 @@ def test_the_fleet_shares_a_redis_and_a_dead_redis_only_costs_the_reuse(
         settings = settings_for(
             clips["a"].parent, tmp_path, verdict_cache_url=redis.url, verdict_cache_timeout_s=0.5
         )
-        pod_a, pod_b = Analysis(settings, fake_engine), Analysis(settings, fake_engine)
+        pod_a, pod_b = build_analysis(settings, fake_engine), build_analysis(settings, fake_engine)
         for pod in (pod_a, pod_b):
             assert pod.reuse is not None
             pod.reuse.retry_after_s = 0.5

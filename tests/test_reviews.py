@@ -9,8 +9,11 @@ from typing import Any
 
 import pytest
 
+from skyra_stream.decisions.review_events import audit_record, parse_review
+from skyra_stream.decisions.training_export import export_sft, training_answer
 from skyra_stream.errors import ErrorCode, SkyraError
-from skyra_stream.frames import sample_video
+from skyra_stream.media.decode import sample_video
+from skyra_stream.media.samples import VideoSpec, write_video
 from skyra_stream.messages import (
     AuditRecord,
     CorrectedArtifact,
@@ -24,10 +27,8 @@ from skyra_stream.messages import (
     VideoInfo,
     WorkerInfo,
 )
-from skyra_stream.prompt import system_prompt
-from skyra_stream.response import parse_response
-from skyra_stream.reviews import audit_record, export_sft, parse_review, training_answer
-from skyra_stream.samples import VideoSpec, write_video
+from skyra_stream.model.prompt import system_prompt
+from skyra_stream.model.response import parse_response
 
 REAL_ANSWER = "<think>A street at dusk, nothing out of place.</think>\n<answer>Real</answer>"
 FAKE_ANSWER = (

@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 
 from skyra_stream.analysis import Analysis, FileInput, Job
-from skyra_stream.frames import DecodeLimits, sample_video, window_spans
+from skyra_stream.decisions.policy import Conditions, Policy, PolicyFile, Rule, decide, inputs_of
+from skyra_stream.media.decode import DecodeLimits, sample_video, window_spans
+from skyra_stream.media.samples import VideoSpec, write_video
 from skyra_stream.messages import IngestEvent, Verdict
-from skyra_stream.policy import Conditions, Policy, PolicyFile, Rule, decide, inputs_of
-from skyra_stream.samples import VideoSpec, write_video
+from skyra_stream.model.fake_engine import FakeEngine
+from skyra_stream.runtime.wiring import build_analysis
 from skyra_stream.settings import Settings
-from skyra_stream.testing import FakeEngine
 
 LONG_S = 60
 WINDOWED = DecodeLimits(window_s=10.0, window_threshold_s=20.0, max_windows=12)
@@ -89,7 +90,7 @@ def analysis_for(folder: Path, engine: FakeEngine, **overrides: object) -> Analy
         "verdict_cache": False,
     }
     values.update(overrides)
-    return Analysis(Settings(**values), engine)  # type: ignore[arg-type]
+    return build_analysis(Settings(**values), engine)  # type: ignore[arg-type]
 
 
 def analyse(analysis: Analysis, path: Path, event_id: str) -> Verdict:
@@ -198,7 +199,7 @@ def test_the_evidence_sheet_draws_the_windows_and_the_most_suspicious_ones_frame
 ) -> None:
     from PIL import Image
 
-    from skyra_stream import render
+    from skyra_stream.decisions import evidence as render
 
     analysis = analysis_for(clips["long"].parent, fake_engine)
     try:

@@ -23,14 +23,15 @@ import psutil
 import pytest
 from kafka import KafkaProducer
 
-from skyra_stream.consumers.reviews import ReviewWorker
+from skyra_stream.consumers.review_loop import ReviewLoop
 from skyra_stream.devstack.broker import TansuBroker, committed_vs_end, paused, read_all
 from skyra_stream.devstack.credentials import GENERATED, make_chain, sign_mp4, tamper
 from skyra_stream.devstack.faulty_proxy import Fault, FaultyProxy
 from skyra_stream.devstack.processes import ChildProcess
+from skyra_stream.media.samples import VideoSpec, write_video
 from skyra_stream.messages import IngestEvent
 from skyra_stream.producers.ingest import IngestProducer
-from skyra_stream.samples import VideoSpec, write_video
+from skyra_stream.runtime.configs import kafka_config
 from skyra_stream.settings import Settings
 
 BUCKET = "uploads"
@@ -91,7 +92,7 @@ TEST_WORKER_SETTINGS: dict[str, object] = {
     "mm_max_pixels": 160 * 28 * 28,
     "max_num_seqs": 8,
     "max_in_flight": 8,
-    "pipeline_window": 12,
+    "pipeline_max_messages": 12,
     "kafka_session_timeout_ms": 10000,
     "log_format": "json",
     "enforce_eager": True,  # see tests/conftest.py engine_settings
@@ -158,7 +159,11 @@ def outcomes(
 
 def producer(stack: Stack, topics: dict[str, str]) -> IngestProducer:
     return IngestProducer(
-        Settings(kafka_bootstrap_servers=[stack.broker.bootstrap], ingest_topic=topics["ingest"])
+        kafka_config(
+            Settings(
+                kafka_bootstrap_servers=[stack.broker.bootstrap], ingest_topic=topics["ingest"]
+            )
+        )
     )
 
 
@@ -329,7 +334,7 @@ def test_policies_provenance_and_the_review_loop_on_the_real_stack(
         dead_letter_topic=reviews["review-dlq"],
         review_group_id=f"{topics['group']}-reviews",
     )
-    loop = ReviewWorker(review_settings)
+    loop = ReviewLoop(kafka_config(review_settings))
     thread = threading.Thread(target=loop.run, daemon=True)
     thread.start()
     try:
@@ -485,7 +490,7 @@ def test_sigkill_then_restart_loses_nothing_and_sigterm_drains_and_commits(
     for e in events:
         prod.send(e)
     prod.flush()
-    window = int(str(TEST_WORKER_SETTINGS["pipeline_window"]))
+    window = int(str(TEST_WORKER_SETTINGS["pipeline_max_messages"]))
     first = Worker(stack, topics, "crash-1", **fake)
     try:
         first.wait_ready()
@@ -624,7 +629,7 @@ def test_dead_engine_stops_the_worker_without_committing_unfinished_work(
 
 def test_sigkill_of_the_worker_alone_leaves_no_engine_process(stack: Stack) -> None:
     # `kill -9 <worker pid>` (not its group), as the OOM killer or an operator does: vLLM's
-    # engine processes must not outlive it (skyra_stream.reaper ends them).
+    # engine processes must not outlive it (skyra_stream.model.reaper ends them).
     topics = stack.topics("orphans")
     worker = Worker(stack, topics, "orphans")
     try:

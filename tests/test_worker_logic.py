@@ -15,16 +15,18 @@ from typing import Any
 
 import pytest
 
-from skyra_stream.analysis import Analysis
-from skyra_stream.consumers.testing import ScriptedConsumer
-from skyra_stream.consumers.worker import EXIT_FATAL, EXIT_OK, IngestWorker
+from skyra_stream.consumers.ingest_loop import EXIT_FATAL, EXIT_OK, IngestLoop
+from skyra_stream.consumers.scripted import ScriptedConsumer
 from skyra_stream.errors import ErrorCode
-from skyra_stream.fetch import FetchedObject, ObjectFetcher
+from skyra_stream.media.fetch import FetchedObject, ObjectFetcher
+from skyra_stream.media.samples import VideoSpec, write_video
 from skyra_stream.messages import DeadLetter, KafkaPosition, Verdict
+from skyra_stream.model.fake_engine import FakeEngine
 from skyra_stream.pipeline import Inbound, Pipeline, Published
-from skyra_stream.samples import VideoSpec, write_video
+from skyra_stream.producers.recording import RecordingSink
+from skyra_stream.runtime.configs import fetch_config, kafka_config, pipeline_config
+from skyra_stream.runtime.wiring import build_analysis
 from skyra_stream.settings import Settings
-from skyra_stream.testing import FakeEngine, RecordingSink
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +42,7 @@ class LocalBucket(ObjectFetcher):
     (The S3 client itself is proved against moto in test_fetch.py.)"""
 
     def __init__(self, settings: Settings, folder: Path) -> None:
-        super().__init__(settings)
+        super().__init__(fetch_config(settings))
         self.folder = folder
 
     def fetch(
@@ -59,7 +61,7 @@ def make_settings(root: Path, **overrides: Any) -> Settings:
         "fetch_concurrency": 2,
         "decode_concurrency": 2,
         "max_in_flight": 8,
-        "pipeline_window": 8,
+        "pipeline_max_messages": 8,
         "kafka_commit_interval_s": 0.001,
         "shutdown_timeout_s": 30,
         "kafka_revoke_budget_s": 0,  # the budget has a test of its own
@@ -78,14 +80,14 @@ class Rig:
         self.engine = FakeEngine().start()
         self.sink: RecordingSink[Published] = RecordingSink()
         self.fatal: list[BaseException] = []
-        self.analysis = Analysis(
+        self.analysis = build_analysis(
             self.settings, self.engine, fetcher=LocalBucket(self.settings, root)
         )
         self.pipeline = Pipeline(
-            self.settings, self.analysis, self.sink, on_fatal=self.fatal.append
+            pipeline_config(self.settings), self.analysis, self.sink, on_fatal=self.fatal.append
         )
         self.consumer = ScriptedConsumer("ingest", partitions=3)
-        self.worker = IngestWorker(self.settings, self.pipeline, consumer=self.consumer)  # type: ignore[arg-type]
+        self.worker = IngestLoop(kafka_config(self.settings), self.pipeline, consumer=self.consumer)  # type: ignore[arg-type]
 
     def event(self, event_id: str, clip: int = 0, partition: int = 0) -> int:
         doc = {
@@ -254,7 +256,7 @@ def test_offsets_are_committed_only_below_the_oldest_unfinished(rig: Rig) -> Non
 
 
 def test_backpressure_pauses_at_the_window_and_resumes_below_it(root: Path) -> None:
-    r = Rig(root, pipeline_window=3)
+    r = Rig(root, pipeline_max_messages=3)
     r.worker.subscribe()
     try:
         r.turn_until(lambda: bool(r.worker.assignment))
@@ -409,7 +411,7 @@ def test_a_hot_partition_does_not_starve_the_others(root: Path) -> None:
     # Partition 0 carries 10x the events of 1 and 2, and is read first whenever it has
     # records (as kafka-python hands out a fetched batch in one run). The others must not
     # wait for the hot one's backlog: their lag falls from the first turns on.
-    r = Rig(root, pipeline_window=6)
+    r = Rig(root, pipeline_max_messages=6)
     r.engine.latency_s = 0.005
     r.worker.subscribe()
     try:
@@ -442,7 +444,7 @@ def test_a_partition_that_stays_across_a_rebalance_is_read_again_from_its_commit
     # to this worker. The work is dropped at revoke (no budget), so the partition must be
     # read again from its committed offset and resumed: before, it stayed paused for good
     # and, once resumed, its dropped offsets would have been committed past.
-    r = Rig(root, pipeline_window=4)
+    r = Rig(root, pipeline_max_messages=4)
     r.worker.subscribe()
     try:
         r.turn_until(lambda: bool(r.worker.assignment))

@@ -238,6 +238,11 @@ def create_app(
     return _wrap(app, settings, metrics)
 
 
+def default_openapi() -> dict[str, Any]:
+    """The OpenAPI document of an app with default settings (committed as docs/openapi.json)."""
+    return create_app(Settings(), HealthState(), Metrics()).openapi()
+
+
 def _wrap(app: FastAPI, settings: Settings, metrics: Metrics) -> FastAPI:
     # Outermost first: ids for every log line, then the body bound, then per-route metrics.
     app.add_middleware(MetricsMiddleware, metrics=metrics)

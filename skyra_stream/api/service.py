@@ -3,7 +3,7 @@
 The analysis itself (fetch from an allowed bucket, sample 16 frames, the engine, the verdict)
 is `skyra_stream.analysis`, the same code the worker runs. What an HTTP caller adds:
 - jobs carry `api_priority` (below the backlog's 0), so they take the next free place in the
-  engine's in-flight window and, with SKYRA_SCHEDULING_POLICY=priority, are scheduled first
+  engine's slots and, with SKYRA_SCHEDULING_POLICY=priority, are scheduled first
   by vLLM too;
 - at most `api_max_concurrency` videos are in progress; past it callers get 429 at once
   rather than a queue that grows without bound;
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
 from typing import IO, Any, TypeVar
 
 from skyra_stream.analysis import (
@@ -31,16 +32,25 @@ from skyra_stream.errors import (
     RequestTimeoutError,
 )
 from skyra_stream.events import validate_event
-from skyra_stream.images import ImageSource
+from skyra_stream.media.images import ImageSource
 from skyra_stream.messages import Verdict
 
 T = TypeVar("T")
 
 
+@dataclass(frozen=True, slots=True)
+class ServiceConfig:
+    """What HTTP callers get: places in progress, engine priority and the time limit."""
+
+    max_concurrency: int = 8
+    priority: int = -10
+    timeout_s: float = 120.0
+
+
 class AnalyzeService:
-    def __init__(self, analysis: Analysis) -> None:
+    def __init__(self, analysis: Analysis, config: ServiceConfig | None = None) -> None:
         self.analysis = analysis
-        self.settings = analysis.settings
+        self.config = config or ServiceConfig()
         self.metrics = analysis.metrics
         self._in_progress = 0
 
@@ -54,10 +64,10 @@ class AnalyzeService:
         """Reserve places for `videos`, or refuse the whole request (429)."""
         if not self.ready:
             raise NotReadyError("the engine is not ready")
-        if self._in_progress + videos > self.settings.api_max_concurrency:
+        if self._in_progress + videos > self.config.max_concurrency:
             raise OverloadedError(
                 f"{self._in_progress} API videos in progress, the limit is "
-                f"{self.settings.api_max_concurrency}"
+                f"{self.config.max_concurrency}"
             )
         self._in_progress += videos
         self.metrics.api_in_progress.set(self._in_progress)
@@ -108,7 +118,7 @@ class AnalyzeService:
     def _job(self, inp: VideoInput, **fields: Any) -> Job:
         """The same validation as an ingest event (ids without control characters, lengths),
         so the same 422 for what it refuses."""
-        return Job(validate_event(fields), inp, priority=self.settings.api_priority)
+        return Job(validate_event(fields), inp, priority=self.config.priority)
 
     # -- the analysis -----------------------------------------------------------------------
 
@@ -123,10 +133,10 @@ class AnalyzeService:
 
     async def within_timeout(self, work: Awaitable[T]) -> T:
         try:
-            return await asyncio.wait_for(work, self.settings.api_timeout_s)
+            return await asyncio.wait_for(work, self.config.timeout_s)
         except TimeoutError:
             raise RequestTimeoutError(
-                f"no answer within {self.settings.api_timeout_s:g} s; the request was cancelled"
+                f"no answer within {self.config.timeout_s:g} s; the request was cancelled"
             ) from None
 
 

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from skyra_stream.provenance import IPTC
+from skyra_stream.media.provenance import IPTC
 
 GENERATED: Final = IPTC + "trainedAlgorithmicMedia"
 CAPTURED: Final = IPTC + "digitalCapture"

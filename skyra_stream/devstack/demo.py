@@ -20,16 +20,17 @@ from rich.live import Live
 from rich.table import Table
 
 from skyra_stream.consumers.readers import topic_reader
+from skyra_stream.decisions.evidence import render_sheet
 from skyra_stream.devstack.broker import TansuBroker
 from skyra_stream.devstack.processes import ChildProcess
-from skyra_stream.frames import sample_video
+from skyra_stream.media.decode import sample_video
+from skyra_stream.media.samples import write_demo_set
 from skyra_stream.messages import DeadLetter, IngestEvent, Verdict
+from skyra_stream.model.tiny_model import build_tiny_model, is_tiny_model
 from skyra_stream.producers.admin import create_topics
 from skyra_stream.producers.tool import publish
-from skyra_stream.render import render_sheet
-from skyra_stream.samples import write_demo_set
+from skyra_stream.runtime.configs import fetch_config, kafka_config
 from skyra_stream.settings import Settings
-from skyra_stream.tiny_model import build_tiny_model, is_tiny_model
 
 BUCKET = "demo-uploads"
 TOPICS = {"ingest": "demo.ingest", "verdicts": "demo.verdicts", "dead": "demo.dead-letters"}
@@ -86,10 +87,13 @@ def run_demo(out: Path, model: Path | None, timeout_s: float = 240.0) -> int:
 
             events = list(
                 upload_files(
-                    settings, [str(p) for p in [*videos, broken]], BUCKET, prefix="uploads/"
+                    fetch_config(settings),
+                    [str(p) for p in [*videos, broken]],
+                    BUCKET,
+                    prefix="uploads/",
                 )
             )
-            list(publish(settings, events))
+            list(publish(kafka_config(settings), events))
             console.print(f"[bold]produced[/] {len(events)} ingest events")
             results = _watch(console, broker.bootstrap, events, timeout_s)
             sheets = _render(

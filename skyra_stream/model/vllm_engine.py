@@ -12,7 +12,7 @@ Why two engines:
 Failures are split by blast radius: `EngineRequestError` (code `engine_failed`) fails one
 request, e.g. an image the processor refuses or a prompt past max_model_len; `EngineDeadError`
 means the engine process is gone and the caller must stop, fail readiness and exit. Both,
-with the request and result types, live in `skyra_stream.inference`, which imports no vLLM.
+with the request and result types, live in `skyra_stream.model.engine`, which imports no vLLM.
 """
 
 from __future__ import annotations
@@ -37,19 +37,19 @@ from vllm.sampling_params import StructuredOutputsParams
 from vllm.v1.engine.async_llm import AsyncLLM
 from vllm.v1.engine.exceptions import EngineDeadError as VllmEngineDeadError
 
-from skyra_stream.admission import PriorityWindow
-from skyra_stream.confidence import fake_probability
-from skyra_stream.grammar import output_regex
-from skyra_stream.inference import (
+from skyra_stream.model.confidence import fake_probability
+from skyra_stream.model.engine import (
+    EngineConfig,
     EngineDeadError,
     EngineRequest,
     EngineRequestError,
     EngineResult,
     model_name,
 )
-from skyra_stream.prompt import IMAGE_PLACEHOLDER, NUM_FRAMES, render_prompt
-from skyra_stream.reaper import start_reaper
-from skyra_stream.settings import Settings
+from skyra_stream.model.grammar import output_regex
+from skyra_stream.model.prompt import IMAGE_PLACEHOLDER, NUM_FRAMES, render_prompt
+from skyra_stream.model.reaper import start_reaper
+from skyra_stream.pools import PrioritySlots
 
 log = structlog.get_logger(__name__)
 
@@ -60,76 +60,76 @@ STOP = "</answer>"
 # -- pieces shared by both engines ----------------------------------------------------------
 
 
-def frame_token_budget(settings: Settings, num_frames: int = NUM_FRAMES) -> int:
+def frame_token_budget(config: EngineConfig, num_frames: int = NUM_FRAMES) -> int:
     """Worst-case image tokens of one request: every frame at the processor's pixel cap
     (one token per 28x28 patch after the 2x2 merge)."""
-    return num_frames * (settings.mm_max_pixels // (28 * 28))
+    return num_frames * (config.mm_max_pixels // (28 * 28))
 
 
-def derived_max_model_len(settings: Settings, prompt_text_tokens: int) -> int:
+def derived_max_model_len(config: EngineConfig, prompt_text_tokens: int) -> int:
     """max_model_len when unset: frames at their cap + the prompt's text + max_tokens."""
-    return frame_token_budget(settings) + prompt_text_tokens + settings.max_tokens + 16
+    return frame_token_budget(config) + prompt_text_tokens + config.max_tokens + 16
 
 
-def engine_kwargs(settings: Settings, *, max_model_len: int | None = None) -> dict[str, Any]:
-    """vLLM engine arguments from our settings (shared by AsyncLLM and LLM)."""
-    if settings.model_path is None:
+def engine_kwargs(config: EngineConfig, *, max_model_len: int | None = None) -> dict[str, Any]:
+    """vLLM engine arguments from our config (shared by AsyncLLM and LLM)."""
+    if config.model_path is None:
         raise ValueError("SKYRA_MODEL_PATH is not set")
     kwargs: dict[str, Any] = {
-        "model": str(settings.model_path),
-        "served_model_name": model_name(settings),
-        "dtype": settings.dtype,
-        "max_num_seqs": settings.max_num_seqs,
-        "tensor_parallel_size": settings.tensor_parallel_size,
-        "enable_prefix_caching": settings.prefix_caching,
+        "model": str(config.model_path),
+        "served_model_name": model_name(config),
+        "dtype": config.dtype,
+        "max_num_seqs": config.max_num_seqs,
+        "tensor_parallel_size": config.tensor_parallel_size,
+        "enable_prefix_caching": config.prefix_caching,
         "limit_mm_per_prompt": {"image": NUM_FRAMES, "video": 0},
         # transformers' current spelling of the processor's min_pixels / max_pixels.
         "mm_processor_kwargs": {
             "size": {
-                "shortest_edge": settings.mm_min_pixels,
-                "longest_edge": settings.mm_max_pixels,
+                "shortest_edge": config.mm_min_pixels,
+                "longest_edge": config.mm_max_pixels,
             }
         },
-        "mm_processor_cache_gb": settings.mm_processor_cache_gb,
-        "seed": settings.seed,
-        "load_format": settings.load_format,
-        "enforce_eager": settings.enforce_eager,
-        "max_logprobs": max(20, settings.top_logprobs),
-        "scheduling_policy": settings.scheduling_policy,
+        "mm_processor_cache_gb": config.mm_processor_cache_gb,
+        "seed": config.seed,
+        "load_format": config.load_format,
+        "enforce_eager": config.enforce_eager,
+        "max_logprobs": max(20, config.top_logprobs),
+        "scheduling_policy": config.scheduling_policy,
     }
-    if max_model_len or settings.max_model_len:
-        kwargs["max_model_len"] = max_model_len or settings.max_model_len
-    kv_bytes = settings.kv_cache_bytes
+    if max_model_len or config.max_model_len:
+        kwargs["max_model_len"] = max_model_len or config.max_model_len
+    kv_bytes = config.kv_cache_bytes
     if kv_bytes is None and current_platform.is_cpu():
         kv_bytes = CPU_DEFAULT_KV_CACHE_BYTES
     if kv_bytes is not None:
         kwargs["kv_cache_memory_bytes"] = kv_bytes
     else:
-        kwargs["gpu_memory_utilization"] = settings.gpu_memory_utilization
+        kwargs["gpu_memory_utilization"] = config.gpu_memory_utilization
     return kwargs
 
 
-def prompt_text_tokens(settings: Settings) -> int:
+def prompt_text_tokens(config: EngineConfig) -> int:
     """Tokens of the prompt without its images (the part max_model_len adds to the frames)."""
-    tok = AutoTokenizer.from_pretrained(str(settings.model_path))
+    tok = AutoTokenizer.from_pretrained(str(config.model_path))
     text = render_prompt([99.99] * NUM_FRAMES).replace(IMAGE_PLACEHOLDER, "")
     return len(tok(text)["input_ids"]) + 2 * NUM_FRAMES
 
 
-def sampling_params(settings: Settings, **overrides: Any) -> SamplingParams:
+def sampling_params(config: EngineConfig, **overrides: Any) -> SamplingParams:
     structured = None
-    if settings.guided == "regex":
+    if config.guided == "regex":
         structured = StructuredOutputsParams(
-            regex=output_regex(max_text_chars=settings.guided_max_text_chars)
+            regex=output_regex(max_text_chars=config.guided_max_text_chars)
         )
     params: dict[str, Any] = {
-        "temperature": settings.temperature,
+        "temperature": config.temperature,
         "top_p": 1.0,
-        "max_tokens": settings.max_tokens,
+        "max_tokens": config.max_tokens,
         "stop": [STOP],
         "include_stop_str_in_output": True,
-        "logprobs": settings.top_logprobs,
-        "seed": settings.seed,
+        "logprobs": config.top_logprobs,
+        "seed": config.seed,
         "structured_outputs": structured,
     }
     params.update(overrides)
@@ -191,19 +191,19 @@ def _is_dead(exc: BaseException) -> bool:
 class VerdictEngine:
     """vLLM's AsyncLLM on its own event-loop thread, with a bounded in-flight window."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="vllm-engine", daemon=True
         )
         self._llm: Any = None
-        self._window: PriorityWindow | None = None
+        self._slots: PrioritySlots | None = None
         self._dead: BaseException | None = None
         self._in_flight = 0
         self.peak_in_flight = 0
         self.aborted = 0  # vLLM requests aborted because their caller went away
-        self._params = sampling_params(settings)
+        self._params = sampling_params(config)
         self._started = False
         self._reaper: subprocess.Popen[bytes] | None = None
         self.max_model_len: int | None = None
@@ -218,24 +218,24 @@ class VerdictEngine:
         self._reaper = start_reaper()
         self._thread.start()
         future = asyncio.run_coroutine_threadsafe(self._start(), self._loop)
-        future.result(timeout=self.settings.engine_start_timeout_s)
+        future.result(timeout=self.config.engine_start_timeout_s)
         self._started = True
         return self
 
     async def _start(self) -> None:
-        max_len = self.settings.max_model_len or derived_max_model_len(
-            self.settings, prompt_text_tokens(self.settings)
+        max_len = self.config.max_model_len or derived_max_model_len(
+            self.config, prompt_text_tokens(self.config)
         )
         self.max_model_len = max_len
-        args = AsyncEngineArgs(**engine_kwargs(self.settings, max_model_len=max_len))
+        args = AsyncEngineArgs(**engine_kwargs(self.config, max_model_len=max_len))
         self._llm = AsyncLLM.from_engine_args(args)
-        self._window = PriorityWindow(self.settings.max_in_flight)
+        self._slots = PrioritySlots(self.config.max_in_flight)
         log.info(
             "engine_started",
-            model=model_name(self.settings),
+            model=model_name(self.config),
             max_model_len=max_len,
-            max_num_seqs=self.settings.max_num_seqs,
-            max_in_flight=self.settings.max_in_flight,
+            max_num_seqs=self.config.max_num_seqs,
+            max_in_flight=self.config.max_in_flight,
         )
 
     def close(self) -> None:
@@ -293,7 +293,7 @@ class VerdictEngine:
         self, request: EngineRequest, params: SamplingParams | None = None
     ) -> concurrent.futures.Future[EngineResult]:
         """Queue one video; the future resolves when its answer is complete. `params`
-        overrides the sampling parameters built from the settings."""
+        overrides the sampling parameters built from the config."""
         if not self._started:
             raise RuntimeError("engine not started")
         return asyncio.run_coroutine_threadsafe(self.analyze(request, params), self._loop)
@@ -309,19 +309,19 @@ class VerdictEngine:
 
     def _vllm_priority(self, request: EngineRequest) -> int:
         # vLLM refuses a non-zero priority unless its scheduler runs the priority policy.
-        return request.priority if self.settings.scheduling_policy == "priority" else 0
+        return request.priority if self.config.scheduling_policy == "priority" else 0
 
     async def analyze(
         self, request: EngineRequest, params: SamplingParams | None = None
     ) -> EngineResult:
         if self.dead is not None:
             raise EngineDeadError(f"engine is dead: {self._dead}")
-        assert self._window is not None
+        assert self._slots is not None
         assert self._llm is not None
         prompt = vllm_prompt(request)
         params = params or self._params
         queued = time.monotonic()
-        async with self._window.slot(request.priority):
+        async with self._slots.slot(request.priority):
             started = time.monotonic()
             self._in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
@@ -354,18 +354,18 @@ class VerdictEngine:
 class OfflineEngine:
     """One `LLM.generate` over many videos: vLLM's batch mode, for the CLI and benchmarks."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.max_model_len = settings.max_model_len or derived_max_model_len(
-            settings, prompt_text_tokens(settings)
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        self.max_model_len = config.max_model_len or derived_max_model_len(
+            config, prompt_text_tokens(config)
         )
-        self._llm: Any = LLM(**engine_kwargs(settings, max_model_len=self.max_model_len))
+        self._llm: Any = LLM(**engine_kwargs(config, max_model_len=self.max_model_len))
 
     def generate(
         self, requests: Sequence[EngineRequest]
     ) -> list[EngineResult | EngineRequestError]:
         """Results in request order; a request vLLM refuses gets an error in its place."""
-        params = sampling_params(self.settings)
+        params = sampling_params(self.config)
         prompts: list[dict[str, Any]] = []
         slots: list[int] = []
         results: list[EngineResult | EngineRequestError] = []

@@ -25,7 +25,7 @@ decided, so the file is refused at start instead. Every decision carries the inp
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
@@ -40,7 +40,7 @@ from skyra_stream.messages import (
     ProvenanceState,
     Verdict,
 )
-from skyra_stream.taxonomy import L3_TYPES, TAXONOMY
+from skyra_stream.model.taxonomy import L3_TYPES, TAXONOMY
 
 L2_CATEGORIES: Final = frozenset(c for cats in TAXONOMY.values() for c in cats)
 L1_GROUPS: Final = frozenset(TAXONOMY)
@@ -306,3 +306,33 @@ def _decision(
         skipped_model=bool(rule and rule.skip_model and inputs.status == "skipped"),
         inputs=inputs,
     )
+
+
+def replay(policies: PolicyFile, verdicts: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    """`skyra-stream policy test`: each past verdict of a JSON-lines file decided again under
+    `policies`, from the inputs its decision recorded (its tenant and provenance included).
+    Yields (line number, {event_id, tenant, was, now, rule, policy_id}) per verdict, or
+    (line number, why) for a line that is not one."""
+    with verdicts.open(encoding="utf-8") as lines:
+        for n, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                verdict = Verdict.model_validate_json(line)
+            except ValidationError as exc:
+                yield n, f"{verdicts}:{n}: not a verdict: {exc.errors()[0]['msg']}"
+                continue
+            before = verdict.decision
+            tenant = before.inputs.tenant if before else None
+            after = decide(policies, inputs_of(verdict, tenant))
+            yield (
+                n,
+                {
+                    "event_id": verdict.event_id,
+                    "tenant": tenant,
+                    "was": before.action if before else None,
+                    "now": after.action,
+                    "rule": after.rule,
+                    "policy_id": after.policy_id,
+                },
+            )

@@ -3,12 +3,10 @@
 Shipped with the package, the way `structlog.testing` is, so that users' own tests and ours
 use the same fakes:
 
-- `FakeEngine` implements `inference.Engine` without a model: deterministic answers in the
+- `FakeEngine` implements `model.engine.Engine` without a model: deterministic answers in the
   contract's exact form, configurable latency and per-request failures, a gate that holds
   answers until the test releases them (work in flight without racing the clock), and a
   `kill()` that behaves as a dead vLLM engine does.
-- `RecordingSink` implements `pipeline.Sink`: it keeps what was published and acknowledges
-  it at once, on demand, or never (a broker that is down).
 
 `SKYRA_ENGINE=fake` runs a whole worker on a `FakeEngine` (with `SKYRA_FAKE_ENGINE_HOLD_FILE`
 as the gate), for tests of the Kafka plumbing that must not wait a minute for vLLM to load.
@@ -22,17 +20,13 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, TypeVar
 
 from skyra_stream.errors import EngineDeadError, EngineRequestError
-from skyra_stream.inference import FAKE_MODEL_NAME, EngineRequest, EngineResult, settle
-from skyra_stream.settings import Settings
+from skyra_stream.model.engine import FAKE_MODEL_NAME, EngineRequest, EngineResult, settle
 
-__all__ = ["FAKE_MODEL_NAME", "FakeEngine", "RecordingSink", "fake_answer"]
-
-T = TypeVar("T")
+__all__ = ["FAKE_MODEL_NAME", "FakeEngine", "fake_answer"]
 
 
 def fake_answer(request: EngineRequest) -> tuple[str, float]:
@@ -64,7 +58,7 @@ class _Pending:
 
 
 class FakeEngine:
-    """An `inference.Engine` that answers from `answer` instead of a model.
+    """An `model.engine.Engine` that answers from `answer` instead of a model.
 
     Answers come from a background thread, never from inside `submit`, as with the real
     engine. `fail(request)` returning a message makes that request fail with
@@ -101,15 +95,7 @@ class FakeEngine:
         self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._loop, name="fake-engine", daemon=True)
 
-    @classmethod
-    def from_settings(cls, settings: Settings) -> FakeEngine:
-        return cls(
-            latency_s=settings.fake_engine_latency_s,
-            hold_file=settings.fake_engine_hold_file,
-            journal=settings.fake_engine_journal,
-        )
-
-    # -- inference.Engine -----------------------------------------------------------------
+    # -- model.engine.Engine -----------------------------------------------------------------
 
     def start(self) -> FakeEngine:
         if not self._started:
@@ -264,38 +250,3 @@ class FakeEngine:
             self._queue = [p for p in self._queue if p.future is not future]
             self.cancelled += 1
             self._cond.notify_all()
-
-
-@dataclass
-class RecordingSink(Generic[T]):
-    """A sink that keeps what it is given. `auto_ack=False` leaves every publish pending
-    until `ack()`; `fail_with` fails every publish (a broker that refuses)."""
-
-    auto_ack: bool = True
-    fail_with: BaseException | None = None
-    published: list[T] = field(default_factory=list)
-    _pending: list[concurrent.futures.Future[None]] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def publish(self, outcome: T) -> concurrent.futures.Future[None]:
-        future: concurrent.futures.Future[None] = concurrent.futures.Future()
-        with self._lock:
-            self.published.append(outcome)
-            if self.fail_with is not None:
-                future.set_exception(self.fail_with)
-            elif self.auto_ack:
-                future.set_result(None)
-            else:
-                self._pending.append(future)
-        return future
-
-    def ack(self) -> int:
-        """Acknowledge every publish still pending; returns how many."""
-        with self._lock:
-            pending, self._pending = self._pending, []
-        for future in pending:
-            future.set_result(None)
-        return len(pending)
-
-    def flush(self) -> None:
-        return None

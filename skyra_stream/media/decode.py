@@ -36,7 +36,7 @@ from av.codec.hwaccel import HWAccel
 
 from skyra_stream.errors import ErrorCode, SkyraError
 from skyra_stream.messages import VideoInfo
-from skyra_stream.prompt import NUM_FRAMES, SHORT_SIDE, resized_size
+from skyra_stream.model.prompt import NUM_FRAMES, SHORT_SIDE, resized_size
 
 RGBFrame = npt.NDArray[np.uint8]
 
@@ -204,6 +204,26 @@ def cuda_decode_available() -> bool:
     except (_NoHardwareError, SkyraError):
         return False
     return video.decoded_on == "cuda"
+
+
+def describe(path: os.PathLike[str] | str, limits: DecodeLimits) -> dict[str, Any]:
+    """`skyra-stream inspect`: the file as the model would see it (timestamps, displayed size,
+    codec), or the dead-letter code the worker would give it, as one JSON-ready record."""
+    try:
+        video = sample_video(str(path), limits)
+    except SkyraError as exc:
+        return {
+            "source": str(path),
+            "status": "rejected",
+            "error": {"code": exc.code.value, "message": exc.message},
+        }
+    h, w = video.frames[0].shape[:2]
+    return {
+        "source": str(path),
+        "status": "ok",
+        "frame_size": [w, h],
+        "video": video.info.model_dump(),
+    }
 
 
 def sample_video(source: Source, limits: DecodeLimits | None = None) -> SampledVideo:

@@ -1,7 +1,7 @@
 """A KafkaConsumer stand-in that the test drives: records, rebalances and failed commits
 happen exactly when the test says, with no broker and no clock.
 
-It implements the part of kafka-python's consumer that `IngestWorker` uses (subscribe with
+It implements the part of kafka-python's consumer that `IngestLoop` uses (subscribe with
 a rebalance listener, poll, pause/resume, commit, highwater/position, close), with Kafka's
 semantics where the worker depends on them: an eager rebalance revokes the whole old
 assignment before assigning the new one, a newly assigned partition resumes from its last

@@ -11,7 +11,7 @@ tiny model.
    worker's process tree is sampled every 0.2 s.
 Last line, for scripts: `ratio e2e_vs_engine=<x.xx> rss_backlog_vs_small=<x.xx>`.
 
-    python -m benchmarks.worker [--videos 16] [--backlog 5000] [--small 50]
+    python -m benchmarks.end_to_end [--videos 16] [--backlog 5000] [--small 50]
 """
 
 from __future__ import annotations
@@ -27,20 +27,21 @@ from pathlib import Path
 import boto3
 import psutil
 
-from skyra_stream.analysis import Analysis
-from skyra_stream.consumers.worker import IngestWorker
+from skyra_stream.consumers.ingest_loop import IngestLoop
 from skyra_stream.devstack.broker import TansuBroker
 from skyra_stream.devstack.processes import ChildProcess
-from skyra_stream.engine import EngineRequest, VerdictEngine
-from skyra_stream.frames import sample_video
+from skyra_stream.media.decode import sample_video
+from skyra_stream.media.samples import VideoSpec, write_video
 from skyra_stream.messages import IngestEvent
 from skyra_stream.metrics import Metrics
+from skyra_stream.model.tiny_model import build_tiny_model
+from skyra_stream.model.vllm_engine import EngineRequest, VerdictEngine
 from skyra_stream.pipeline import Pipeline
 from skyra_stream.producers.ingest import IngestProducer
 from skyra_stream.producers.outcomes import OutcomePublisher
-from skyra_stream.samples import VideoSpec, write_video
+from skyra_stream.runtime.configs import engine_config, kafka_config, pipeline_config
+from skyra_stream.runtime.wiring import build_analysis
 from skyra_stream.settings import Settings
-from skyra_stream.tiny_model import build_tiny_model
 
 BUCKET = "bench-uploads"
 ENGINE = {
@@ -49,7 +50,7 @@ ENGINE = {
     "mm_max_pixels": 160 * 28 * 28,
     "max_num_seqs": 16,
     "max_in_flight": 16,
-    "pipeline_window": 24,
+    "pipeline_max_messages": 24,
     "decode_concurrency": 2,
     "log_format": "json",
 }
@@ -69,7 +70,7 @@ def throughput(
     engine_paths = [clips[f"engine-{i}"] for i in range(n)]
     for i in range(n):
         s3.upload_file(str(clips[f"e2e-{i}"]), BUCKET, f"e2e-{i}.mp4")
-    engine = VerdictEngine(settings).start()
+    engine = VerdictEngine(engine_config(settings)).start()
     try:
         warm = [
             EngineRequest(
@@ -90,15 +91,19 @@ def throughput(
         assert not [r for r in results if isinstance(r, BaseException)], results
 
         metrics = Metrics()
-        publisher = OutcomePublisher(settings)
-        pipeline = Pipeline(settings, Analysis(settings, engine, metrics=metrics), publisher)
-        worker = IngestWorker(settings, pipeline, flush=publisher.flush, metrics=metrics)
+        publisher = OutcomePublisher(kafka_config(settings))
+        pipeline = Pipeline(
+            pipeline_config(settings), build_analysis(settings, engine, metrics=metrics), publisher
+        )
+        worker = IngestLoop(
+            kafka_config(settings), pipeline, flush=publisher.flush, metrics=metrics
+        )
         thread = threading.Thread(target=worker.run, daemon=True)
         thread.start()
         deadline = time.monotonic() + 120
         while not worker.assignment and time.monotonic() < deadline:
             time.sleep(0.2)
-        producer = IngestProducer(settings)
+        producer = IngestProducer(kafka_config(settings))
         start = time.perf_counter()
         for i in range(n):
             producer.send(
@@ -145,7 +150,7 @@ def peak_rss(
     """Peak RSS (bytes) of the worker's main process and of its whole process tree."""
     topic = f"rss-{tag}"
     broker.create_topics([topic, f"{topic}-out", f"{topic}-dlq"], 3)
-    producer = IngestProducer(settings.model_copy(update={"ingest_topic": topic}))
+    producer = IngestProducer(kafka_config(settings.model_copy(update={"ingest_topic": topic})))
     for i in range(events):
         producer.send(
             IngestEvent(

@@ -16,39 +16,39 @@ from typing import Any
 import structlog
 from kafka import KafkaConsumer
 
-from skyra_stream.consumers.worker import make_consumer
+from skyra_stream.consumers.ingest_loop import make_consumer
+from skyra_stream.decisions.review_events import audit_record, parse_review
+from skyra_stream.decisions.verdicts import build_dead_letter
 from skyra_stream.errors import SkyraError, internal_error
 from skyra_stream.messages import KafkaPosition
+from skyra_stream.producers.kafka_config import KafkaConfig
 from skyra_stream.producers.outcomes import OutcomePublisher, headers
-from skyra_stream.reviews import audit_record, parse_review
-from skyra_stream.settings import Settings
-from skyra_stream.verdicts import build_dead_letter
 
 log = structlog.get_logger(__name__)
 
 
-def make_review_consumer(settings: Settings, **overrides: Any) -> KafkaConsumer:
-    """The worker's consumer settings, in the review group; no static membership (the
+def make_review_consumer(config: KafkaConfig, **overrides: Any) -> KafkaConsumer:
+    """The worker's consumer config, in the review group; no static membership (the
     instance id, when set, names a member of the ingest group)."""
     consumer = make_consumer(
-        settings,
-        **{"group_id": settings.review_group_id, "group_instance_id": None, **overrides},
+        config,
+        **{"group_id": config.review_group_id, "group_instance_id": None, **overrides},
     )
-    consumer.subscribe([settings.review_results_topic])
+    consumer.subscribe([config.review_results_topic])
     return consumer
 
 
-class ReviewWorker:
+class ReviewLoop:
     def __init__(
         self,
-        settings: Settings,
+        config: KafkaConfig,
         *,
         consumer: KafkaConsumer | None = None,
         publisher: OutcomePublisher | None = None,
     ) -> None:
-        self.settings = settings
-        self.consumer = consumer or make_review_consumer(settings)
-        self.publisher = publisher or OutcomePublisher(settings)
+        self.config = config
+        self.consumer = consumer or make_review_consumer(config)
+        self.publisher = publisher or OutcomePublisher(config)
         self._stop = threading.Event()
         self.audited = 0
         self.dead_lettered = 0
@@ -82,7 +82,7 @@ class ReviewWorker:
             topic=record.topic, partition=record.partition, offset=record.offset
         )
         try:
-            audit = audit_record(parse_review(raw, self.settings.max_message_bytes))
+            audit = audit_record(parse_review(raw, self.config.max_message_bytes))
         except SkyraError as exc:
             return self._dead_letter(raw, exc, position)
         except Exception as exc:  # a bug: still one dead letter, never a crashed loop
@@ -91,7 +91,7 @@ class ReviewWorker:
         self.audited += 1
         log.info("review_audited", review_id=audit.review_id, verdict=audit.verdict_event_id)
         return self.publisher.send(
-            self.settings.audit_topic,
+            self.config.audit_topic,
             audit.model_dump_json().encode(),
             audit.video_id.encode(),
             headers("audit", audit.review_id),

@@ -2,7 +2,7 @@
 
 Everything above the engine (the analysis path, verdicts, schemas, the API, the CLI) talks to
 this protocol, so it imports neither vLLM nor torch and can be tested against
-`skyra_stream.testing.FakeEngine` in milliseconds. `skyra_stream.engine.VerdictEngine` is the
+`model.fake_engine.FakeEngine` in milliseconds. `model.vllm_engine.VerdictEngine` is the
 implementation that runs the model.
 """
 
@@ -12,17 +12,17 @@ import concurrent.futures
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import Literal, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
 
 from skyra_stream.errors import EngineDeadError, EngineRequestError
-from skyra_stream.settings import Settings
 
 __all__ = [
     "FAKE_MODEL_NAME",
     "Engine",
+    "EngineConfig",
     "EngineDeadError",
     "EngineRequest",
     "EngineRequestError",
@@ -32,6 +32,38 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """What the engines read: the checkpoint, vLLM's knobs and the sampling parameters.
+    `engine` is `fake` for the shipped `FakeEngine` (no model)."""
+
+    engine: Literal["vllm", "fake"] = "vllm"
+    model_path: Path | None = None
+    served_model_name: str | None = None
+    model_revision: str | None = None
+    dtype: str = "auto"
+    max_model_len: int | None = None
+    max_num_seqs: int = 32
+    max_in_flight: int = 32
+    gpu_memory_utilization: float = 0.90
+    kv_cache_bytes: int | None = None
+    tensor_parallel_size: int = 1
+    prefix_caching: bool = True
+    mm_min_pixels: int = 224 * 224
+    mm_max_pixels: int = 1280 * 28 * 28
+    mm_processor_cache_gb: float = 1.0
+    seed: int = 0
+    max_tokens: int = 8192
+    temperature: float = 0.0
+    top_logprobs: int = 5
+    guided: Literal["off", "regex"] = "off"
+    guided_max_text_chars: int = 2000
+    scheduling_policy: Literal["fcfs", "priority"] = "fcfs"
+    load_format: str = "auto"
+    enforce_eager: bool = False
+    engine_start_timeout_s: float = 900.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,14 +118,14 @@ class Engine(Protocol):
 FAKE_MODEL_NAME = "fake-engine"
 
 
-def model_name(settings: Settings) -> str:
+def model_name(config: EngineConfig) -> str:
     """The model's name in every verdict: the served name, else the checkpoint's folder.
     A fake engine's verdicts always say so, whatever else is configured."""
-    if settings.engine == "fake":
+    if config.engine == "fake":
         return FAKE_MODEL_NAME
-    if settings.served_model_name:
-        return settings.served_model_name
-    return Path(settings.model_path).name if settings.model_path else "skyra"
+    if config.served_model_name:
+        return config.served_model_name
+    return Path(config.model_path).name if config.model_path else "skyra"
 
 
 def settle(future: concurrent.futures.Future[T], value: T | BaseException) -> None:

@@ -3,7 +3,7 @@
     metrics, health ─► engine ─► Analysis ─┬─► AnalyzeService ─► HTTP app (API, when on)
                                            └─► Pipeline ─► OutcomePublisher     (worker)
                                                   ▲
-                                             IngestWorker (the Kafka consumer)
+                                             IngestLoop (the Kafka consumer)
     HTTP server: /healthz, /readyz, /metrics always
 
 Both commands are this one function: the worker adds the Kafka consumer and publisher, the
@@ -23,32 +23,22 @@ from types import FrameType
 
 import structlog
 
-from skyra_stream.analysis import Analysis
 from skyra_stream.api.app import create_app
 from skyra_stream.api.http_server import HttpServer
 from skyra_stream.api.service import AnalyzeService
-from skyra_stream.consumers.worker import IngestWorker
+from skyra_stream.consumers.ingest_loop import IngestLoop
 from skyra_stream.health import HealthState
-from skyra_stream.inference import Engine
 from skyra_stream.metrics import Metrics
 from skyra_stream.pipeline import Pipeline
 from skyra_stream.producers.outcomes import OutcomePublisher
+from skyra_stream.runtime.configs import kafka_config, pipeline_config, service_config
+from skyra_stream.runtime.wiring import build_analysis, build_engine
 from skyra_stream.settings import Settings
-from skyra_stream.testing import FakeEngine
 
 log = structlog.get_logger(__name__)
 
 EXIT_OK = 0
 EXIT_FATAL = 1
-
-
-def build_engine(settings: Settings) -> Engine:
-    """The engine SKYRA_ENGINE names; vLLM is imported only when it is the one."""
-    if settings.engine == "fake":
-        return FakeEngine.from_settings(settings)
-    from skyra_stream.engine import VerdictEngine  # noqa: PLC0415 - vLLM and torch, ~10 s
-
-    return VerdictEngine(settings)
 
 
 def run(settings: Settings, *, kafka: bool) -> int:
@@ -59,9 +49,9 @@ def run(settings: Settings, *, kafka: bool) -> int:
     metrics = Metrics()
     health = HealthState()
     engine = build_engine(settings)
-    analysis = Analysis(settings, engine, metrics=metrics)
+    analysis = build_analysis(settings, engine, metrics=metrics)
     api = settings.api_enabled or not kafka
-    service = AnalyzeService(analysis) if api else None
+    service = AnalyzeService(analysis, service_config(settings)) if api else None
     stopping = threading.Event()
     health.ready_when("engine", lambda: engine.ready)
     if not kafka:  # the worker's own readiness says when it stops taking work
@@ -73,7 +63,7 @@ def run(settings: Settings, *, kafka: bool) -> int:
         graceful_timeout_s=settings.api_timeout_s,
     ).start()
     log.info("http_listening", host=settings.http_host, port=server.port, api=api)
-    worker: IngestWorker | None = None
+    worker: IngestLoop | None = None
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("signal", signal=signal.Signals(signum).name)
@@ -95,10 +85,11 @@ def run(settings: Settings, *, kafka: bool) -> int:
                     code = EXIT_FATAL
                     break
         elif not stopping.is_set():
-            publisher = OutcomePublisher(settings)
-            pipeline = Pipeline(settings, analysis, publisher)
-            worker = IngestWorker(
-                settings, pipeline, flush=publisher.flush, metrics=metrics, health=health
+            topics = kafka_config(settings)
+            publisher = OutcomePublisher(topics)
+            pipeline = Pipeline(pipeline_config(settings), analysis, publisher)
+            worker = IngestLoop(
+                topics, pipeline, flush=publisher.flush, metrics=metrics, health=health
             )
             if stopping.is_set():  # the signal came while the consumer was being built
                 worker.stop()

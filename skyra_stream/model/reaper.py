@@ -13,7 +13,7 @@ because nothing inside the killed one can act, and it needs no cooperation from 
 stays in the parent's process group, so a kill of the whole group takes it too; a process
 is only killed if its pid still has the creation time recorded for it (no pid reuse).
 
-    python -m skyra_stream.reaper <parent pid>
+    python -m skyra_stream.model.reaper <parent pid>
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ GRACE_S = 3.0
 def start_reaper() -> subprocess.Popen[bytes]:
     """Watch this process; its descendants die with it however it dies."""
     return subprocess.Popen(
-        [sys.executable, "-m", "skyra_stream.reaper", str(os.getpid())],
+        [sys.executable, "-m", "skyra_stream.model.reaper", str(os.getpid())],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -86,7 +86,7 @@ def reap(known: dict[int, float], grace_s: float = GRACE_S) -> list[int]:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1 or not argv[0].isdigit():
-        print("usage: python -m skyra_stream.reaper <parent pid>", file=sys.stderr)
+        print("usage: python -m skyra_stream.model.reaper <parent pid>", file=sys.stderr)
         return 2
     reap(watch(int(argv[0])))
     return 0

@@ -2,7 +2,7 @@
 
 A signed manifest that declares the video made by a model is evidence no detector can
 match, and a manifest that fails validation is evidence of its own. Both feed the policy
-(`skyra_stream.policy`), which may decide from them before the GPU is spent.
+(`skyra_stream.decisions.policy`), which may decide from them before the GPU is spent.
 
 The upload is untrusted input, so:
 - only ISO BMFF files (MP4, MOV: where C2PA embeds in video) are looked at, and only after

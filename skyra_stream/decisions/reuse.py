@@ -20,14 +20,16 @@ import json
 import threading
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import IO, Any, Final, Protocol
 
 import structlog
 
+from skyra_stream.media.provenance import ProvenanceConfig
 from skyra_stream.messages import ModelInfo, Verdict
 from skyra_stream.metrics import Metrics
-from skyra_stream.prompt import render_prompt
-from skyra_stream.settings import Settings
+from skyra_stream.model.engine import EngineConfig
+from skyra_stream.model.prompt import render_prompt
 
 log = structlog.get_logger(__name__)
 
@@ -46,24 +48,46 @@ def content_sha256(body: IO[bytes]) -> str:
     return digest.hexdigest()
 
 
-def answer_identity(settings: Settings, model: ModelInfo) -> str:
-    """A short hash of everything besides the bytes that decides the stored answer."""
-    anchors = settings.c2pa_trust_anchors.read_bytes() if settings.c2pa_trust_anchors else b""
+@dataclass(frozen=True, slots=True)
+class ReuseConfig:
+    """Whether verdicts are reused, and where they are kept: Redis/Valkey at `url` (a secret:
+    it may carry a password), else an in-process LRU of `max_entries`."""
+
+    enabled: bool = True
+    url: str | None = None
+    ttl_s: float = 7 * 24 * 3600.0
+    max_entries: int = 10_000
+    timeout_s: float = 0.25
+
+    def __repr__(self) -> str:  # the URL may hold a password: never in a log line
+        return f"ReuseConfig(enabled={self.enabled}, url={'***' if self.url else None})"
+
+
+def answer_identity(
+    engine: EngineConfig, model: ModelInfo, provenance: ProvenanceConfig | None
+) -> str:
+    """A short hash of everything besides the bytes that decides the stored answer
+    (`provenance` is None when content credentials are not read)."""
+    anchors = (provenance.trust_anchors_pem or "").encode() if provenance else b""
     material = {
         "model": [model.name, model.revision],
         # The prompt as the engine renders it, for a fixed set of timestamps: a change to
         # the system prompt or the template changes this.
         "prompt": hashlib.sha256(render_prompt([0.0, 1.0]).encode()).hexdigest(),
-        "frames": [settings.mm_min_pixels, settings.mm_max_pixels],
+        "frames": [engine.mm_min_pixels, engine.mm_max_pixels],
         "engine": [
-            settings.max_tokens,
-            settings.temperature,
-            settings.seed,
-            settings.top_logprobs,
-            settings.guided,
-            settings.guided_max_text_chars,
+            engine.max_tokens,
+            engine.temperature,
+            engine.seed,
+            engine.top_logprobs,
+            engine.guided,
+            engine.guided_max_text_chars,
         ],
-        "c2pa": [settings.c2pa_enabled, settings.c2pa_max_manifest_bytes, _sha(anchors)],
+        "c2pa": [
+            provenance is not None,
+            provenance.max_manifest_bytes if provenance else 0,
+            _sha(anchors),
+        ],
     }
     return _sha(json.dumps(material, sort_keys=True).encode())[:16]
 
@@ -159,19 +183,18 @@ class ReuseCache:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(
-        cls, settings: Settings, model: ModelInfo, metrics: Metrics | None = None
+    def build(
+        cls, config: ReuseConfig, identity: str, metrics: Metrics | None = None
     ) -> ReuseCache | None:
-        if not settings.verdict_cache:
+        """The cache `config` asks for, or None when reuse is off."""
+        if not config.enabled:
             return None
         store: VerdictStore
-        if settings.verdict_cache_url is not None:
-            store = RedisVerdictStore(
-                settings.verdict_cache_url.get_secret_value(), settings.verdict_cache_timeout_s
-            )
+        if config.url is not None:
+            store = RedisVerdictStore(config.url, config.timeout_s)
         else:
-            store = MemoryVerdictStore(settings.verdict_cache_max_entries)
-        return cls(store, answer_identity(settings, model), settings.verdict_cache_ttl_s, metrics)
+            store = MemoryVerdictStore(config.max_entries)
+        return cls(store, identity, config.ttl_s, metrics)
 
     def key(self, sha256: str) -> str:
         return f"{KEY_PREFIX}:{self.identity}:{sha256}"

@@ -1,4 +1,4 @@
-"""ViF-Bench evaluation as the contract defines it (MODEL_CONTRACT.md, "Evaluation protocol").
+"""ViF-Bench evaluation as the contract defines it (docs/model-contract.md, "Evaluation protocol").
 
 Layout: `<root>/Real/<clip-id>` and `<root>/<generator>/<clip-id>`, each clip a video file or
 a folder of frames with `timestamps.txt`. A fake clip and the real clip with the same id form
@@ -18,12 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from skyra_stream.errors import ErrorCode, SkyraError
-from skyra_stream.frames import SampledVideo
-from skyra_stream.images import frames_from_images
-from skyra_stream.inputs import VIDEO_EXTENSIONS
-from skyra_stream.prompt import NUM_FRAMES
-from skyra_stream.response import parse_response
+from skyra_stream.analysis import Analysis, local_jobs
+from skyra_stream.media.inputs import VIDEO_EXTENSIONS
+from skyra_stream.model.response import parse_response
 
 REAL = "Real"
 METRICS = ("balanced_accuracy", "fake_recall", "fake_f1")
@@ -48,8 +45,6 @@ PAPER_ORDER = (
     "kling-v1",
     "sora-2",
 )
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp"})
-FRAME_FOLDER_MAX_PIXELS = 7680 * 4320  # benchmark data is ours to trust, up to 8K
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,43 +83,6 @@ def discover(root: Path) -> list[Clip]:
                     Clip(folder.name, entry.stem if entry.is_file() else entry.name, entry)
                 )
     return clips
-
-
-def load_frames_folder(folder: Path, num_frames: int = NUM_FRAMES) -> SampledVideo:
-    """A clip shipped as frames: image files in name order plus `timestamps.txt` (one number
-    of seconds per line, or `<file> <seconds>` per line). Uniformly thinned to 16 frames and
-    resized like decoded video."""
-    images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
-    stamps_file = folder / "timestamps.txt"
-    if not images:
-        raise SkyraError(ErrorCode.NOT_A_VIDEO, f"{folder} holds no frames")
-    stamps = (
-        _read_timestamps(stamps_file, images)
-        if stamps_file.exists()
-        else [float(i) for i in range(len(images))]
-    )
-    return frames_from_images(
-        images, stamps, max_pixels=FRAME_FOLDER_MAX_PIXELS, num_frames=num_frames
-    )
-
-
-def _read_timestamps(path: Path, images: Sequence[Path]) -> list[float]:
-    values: dict[str, float] = {}
-    ordered: list[float] = []
-    for line in path.read_text().splitlines():
-        parts = line.replace(",", " ").split()
-        if not parts:
-            continue
-        if len(parts) >= 2:
-            values[Path(parts[0]).name] = float(parts[-1])
-        else:
-            ordered.append(float(parts[0]))
-    stamps = [values.get(p.name, float(i)) for i, p in enumerate(images)] if values else ordered
-    if len(stamps) != len(images):
-        raise SkyraError(
-            ErrorCode.DECODE_FAILED, f"{path}: {len(stamps)} timestamps for {len(images)} frames"
-        )
-    return stamps
 
 
 # -- predictions -----------------------------------------------------------------------------
@@ -168,6 +126,33 @@ class Checkpoint:
         with self.path.open("a", encoding="utf-8") as f:
             f.write(json.dumps(asdict(prediction)) + "\n")
         self.done.add((prediction.source, prediction.clip_id))
+
+
+def predict(analysis: Analysis, clips: Sequence[Clip], checkpoint: Checkpoint) -> int:
+    """Run the model on `clips` and append each prediction to `checkpoint` as its clip
+    finishes (a run over thousands of clips holds a bounded number of frames, and a crash
+    loses only what was in progress); returns how many were appended."""
+    by_path = {str(c.path): c for c in clips}
+    names: dict[str, str] = {}
+    appended = 0
+    for outcome in analysis.run(local_jobs(list(by_path), names)):
+        clip = by_path[names.pop(outcome.job.event.event_id)]
+        verdict = outcome.verdict
+        checkpoint.append(
+            Prediction(
+                source=clip.source,
+                clip_id=clip.clip_id,
+                label=verdict.label if verdict else None,
+                fake_probability=verdict.fake_probability if verdict else None,
+            )
+        )
+        appended += 1
+    return appended
+
+
+def pending_clips(root: Path, checkpoint: Checkpoint) -> list[Clip]:
+    """The clips under `root` that `checkpoint` has no prediction for yet."""
+    return [c for c in discover(root) if (c.source, c.clip_id) not in checkpoint.done]
 
 
 # -- metrics ---------------------------------------------------------------------------------

@@ -16,8 +16,8 @@ import json
 from importlib.resources import files
 from pathlib import Path
 
-from skyra_stream.prompt import HEADER, INSTRUCTION, MAX_PIXELS, MIN_PIXELS, system_prompt
-from skyra_stream.taxonomy import L3_TYPES
+from skyra_stream.model.prompt import HEADER, INSTRUCTION, MAX_PIXELS, MIN_PIXELS, system_prompt
+from skyra_stream.model.taxonomy import L3_TYPES
 
 SPECIAL_TOKENS = [
     "<|endoftext|>",

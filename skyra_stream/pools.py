@@ -1,4 +1,5 @@
-"""Admission by priority: synchronous API callers go before the Kafka backlog at every queue.
+"""Thread pools and engine slots by priority: synchronous API callers go before the Kafka
+backlog at every queue (the analysis path's fetch and decode pools, the engine's slots).
 
 `asyncio.Semaphore` wakes waiters first come, first served, so a caller waiting on an HTTP
 response would queue behind every Kafka message already waiting for the engine. Here a waiter
@@ -17,7 +18,10 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 
-class PriorityWindow:
+class PrioritySlots:
+    """`size` slots for asyncio tasks (the videos inside the engine at once), handed out
+    lowest priority number first."""
+
     def __init__(self, size: int) -> None:
         if size < 1:
             raise ValueError("size must be at least 1")

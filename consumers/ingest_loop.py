@@ -31,8 +31,7 @@ from skyra_stream.health import HealthState
 from skyra_stream.messages import KafkaPosition
 from skyra_stream.metrics import Metrics
 from skyra_stream.pipeline import Inbound, Pipeline
-from skyra_stream.producers.kafka_config import connection_config
-from skyra_stream.settings import Settings
+from skyra_stream.producers.kafka_config import KafkaConfig, connection_config
 
 log = structlog.get_logger(__name__)
 
@@ -47,31 +46,31 @@ class _Finished:
     generation: int
 
 
-def make_consumer(settings: Settings, **overrides: Any) -> KafkaConsumer:
-    config: dict[str, Any] = {
-        **connection_config(settings),
-        "group_id": settings.group_id,
-        "group_instance_id": settings.kafka_group_instance_id,
+def make_consumer(config: KafkaConfig, **overrides: Any) -> KafkaConsumer:
+    kwargs: dict[str, Any] = {
+        **connection_config(config),
+        "group_id": config.group_id,
+        "group_instance_id": config.kafka_group_instance_id,
         "enable_auto_commit": False,
-        "auto_offset_reset": settings.kafka_auto_offset_reset,
-        "max_poll_records": settings.kafka_max_poll_records,
-        "session_timeout_ms": settings.kafka_session_timeout_ms,
-        "heartbeat_interval_ms": max(1000, settings.kafka_session_timeout_ms // 3),
-        "max_poll_interval_ms": settings.kafka_max_poll_interval_ms,
-        "max_partition_fetch_bytes": max(1 << 20, settings.max_message_bytes + 1024),
+        "auto_offset_reset": config.kafka_auto_offset_reset,
+        "max_poll_records": config.kafka_max_poll_records,
+        "session_timeout_ms": config.kafka_session_timeout_ms,
+        "heartbeat_interval_ms": max(1000, config.kafka_session_timeout_ms // 3),
+        "max_poll_interval_ms": config.kafka_max_poll_interval_ms,
+        "max_partition_fetch_bytes": max(1 << 20, config.max_message_bytes + 1024),
     }
-    config.update(overrides)
-    consumer = KafkaConsumer(**config)
+    kwargs.update(overrides)
+    consumer = KafkaConsumer(**kwargs)
     # Backpressure pauses and resumes partitions all the time; without this, kafka-python 3.0
     # can stop fetching a resumed partition for good (see the module).
     restore_resumed_partitions(consumer)
     return consumer
 
 
-class IngestWorker:
+class IngestLoop:
     def __init__(
         self,
-        settings: Settings,
+        config: KafkaConfig,
         pipeline: Pipeline,
         *,
         consumer: KafkaConsumer | None = None,
@@ -79,9 +78,9 @@ class IngestWorker:
         metrics: Metrics | None = None,
         health: HealthState | None = None,
     ) -> None:
-        self.settings = settings
+        self.config = config
         self.pipeline = pipeline
-        self.consumer = consumer or make_consumer(settings)
+        self.consumer = consumer or make_consumer(config)
         self.flush = flush or (lambda: None)
         self.metrics = metrics or pipeline.metrics
         self.health = health or HealthState()
@@ -123,8 +122,8 @@ class IngestWorker:
             self.health.forget("poll")
 
     def subscribe(self) -> None:
-        self.consumer.subscribe([self.settings.ingest_topic], listener=_Rebalance(self))
-        log.info("worker_started", topic=self.settings.ingest_topic, group=self.settings.group_id)
+        self.consumer.subscribe([self.config.ingest_topic], listener=_Rebalance(self))
+        log.info("worker_started", topic=self.config.ingest_topic, group=self.config.group_id)
 
     def step(self, poll_timeout_ms: int = 200) -> int | None:
         """One turn of the loop: bookkeeping, backpressure, one poll. Returns the exit code
@@ -138,10 +137,10 @@ class IngestWorker:
         self._commit(force=False)
         self._realign()
         self._backpressure()
-        room = self.pipeline.window - self.pipeline.in_flight
+        room = self.pipeline.max_messages - self.pipeline.in_flight
         records = self.consumer.poll(
             timeout_ms=poll_timeout_ms,
-            max_records=max(1, min(room, self.settings.kafka_max_poll_records)),
+            max_records=max(1, min(room, self.config.kafka_max_poll_records)),
         )
         self._dispatch(records)
         self._update_lag()
@@ -202,7 +201,7 @@ class IngestWorker:
 
     def _commit(self, *, force: bool, partitions: Iterable[TopicPartition] | None = None) -> None:
         now = time.monotonic()
-        if not force and now - self._last_commit < self.settings.kafka_commit_interval_s:
+        if not force and now - self._last_commit < self.config.kafka_commit_interval_s:
             return
         self._last_commit = now
         to_commit = self._committable(partitions if partitions is not None else self._offsets)
@@ -246,7 +245,7 @@ class IngestWorker:
             if committed is not None:
                 self.consumer.seek(tp, committed)
                 self._offsets[tp].committed = committed
-            elif self.settings.kafka_auto_offset_reset == "earliest":
+            elif self.config.kafka_auto_offset_reset == "earliest":
                 self.consumer.seek_to_beginning(tp)
             else:
                 self.consumer.seek_to_end(tp)
@@ -264,10 +263,10 @@ class IngestWorker:
         others have nothing to read, the hot one may use the whole window."""
         in_flight = self.pipeline.in_flight
         assigned = set(self._offsets)
-        if in_flight >= self.pipeline.window:
+        if in_flight >= self.pipeline.max_messages:
             wanted = assigned
         else:
-            share = max(1, self.pipeline.window // max(1, len(assigned)))
+            share = max(1, self.pipeline.max_messages // max(1, len(assigned)))
             waiting = {tp for tp in assigned if self._records_waiting(tp)}
             wanted = {
                 tp for tp in assigned if len(self._offsets[tp].pending) >= share and waiting - {tp}
@@ -322,11 +321,11 @@ class IngestWorker:
         log.info(
             "draining",
             in_flight=self.pipeline.in_flight,
-            timeout_s=self.settings.shutdown_timeout_s,
+            timeout_s=self.config.shutdown_timeout_s,
         )
         if self._offsets:
             self.consumer.pause(*self._offsets)
-        deadline = time.monotonic() + self.settings.shutdown_timeout_s
+        deadline = time.monotonic() + self.config.shutdown_timeout_s
         while self.pipeline.in_flight and time.monotonic() < deadline:
             if self.pipeline.failed is not None:
                 return self._fatal()
@@ -404,7 +403,7 @@ class IngestWorker:
 
         This runs inside poll() while the group rebalances: the budget delays the rebalance
         by at most that long (well inside the rebalance timeout, max.poll.interval.ms)."""
-        budget = self.settings.revoke_budget_s()
+        budget = self.config.revoke_budget_s()
         deadline = time.monotonic() + budget
 
         def unfinished() -> int:
@@ -449,7 +448,7 @@ class IngestWorker:
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, worker: IngestWorker) -> None:
+    def __init__(self, worker: IngestLoop) -> None:
         self.worker = worker
 
     def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import IO, TYPE_CHECKING, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import unquote, urlsplit
 
 import boto3
@@ -32,7 +32,6 @@ from tenacity import (
 )
 
 from skyra_stream.errors import ErrorCode, SkyraError
-from skyra_stream.settings import Settings
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -59,6 +58,24 @@ _THROTTLED = {
     "InternalError",
     "ServiceUnavailable",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class FetchConfig:
+    """What fetching reads: the allowlist, the endpoint and the bounds on size and time."""
+
+    s3_allowed_buckets: tuple[str, ...] = ()
+    local_roots: tuple[Path, ...] = ()
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    s3_connect_timeout_s: float = 5.0
+    s3_read_timeout_s: float = 30.0
+    s3_fetch_timeout_s: float = 300.0
+    s3_max_attempts: int = 5
+    s3_retry_max_wait_s: float = 8.0
+    spool_dir: Path | None = None
+    spool_memory_bytes: int = 16 << 20
+    max_object_bytes: int = 1 << 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,71 +122,83 @@ class StoredChecksum:
     version_id: str | None
 
 
-def resolve_uri(uri: str, settings: Settings) -> ObjectLocation:
+def resolve_uri(uri: str, config: FetchConfig) -> ObjectLocation:
     """Check a URI against the allowlist; raise `uri_not_allowed` for anything else."""
     if uri.startswith("s3://"):
         bucket, sep, key = uri[len("s3://") :].partition("/")
         if not sep or not key:
             raise SkyraError(ErrorCode.URI_NOT_ALLOWED, f"{uri!r} names no object key")
-        if bucket not in settings.s3_allowed_buckets:
+        if bucket not in config.s3_allowed_buckets:
             raise SkyraError(ErrorCode.URI_NOT_ALLOWED, f"bucket {bucket!r} is not allowed")
         return ObjectLocation(scheme="s3", bucket=bucket, key=key)
     if uri.startswith("file://"):
-        return ObjectLocation(scheme="file", path=_allowed_path(uri, settings))
+        return ObjectLocation(scheme="file", path=_allowed_path(uri, config))
     scheme = uri.split(":", 1)[0] if ":" in uri else ""
     raise SkyraError(ErrorCode.URI_NOT_ALLOWED, f"scheme {scheme!r} is not allowed")
 
 
-def _allowed_path(uri: str, settings: Settings) -> Path:
+def _allowed_path(uri: str, config: FetchConfig) -> Path:
     parts = urlsplit(uri)
     if parts.netloc not in ("", "localhost") or parts.query or parts.fragment:
         raise SkyraError(ErrorCode.URI_NOT_ALLOWED, f"{uri!r} is not a plain local file URI")
     # Resolve symlinks and `..` first, then compare: a link inside a root that points out
     # of it is refused like a path that walks out.
     real = Path(os.path.realpath(unquote(parts.path)))
-    for root in settings.local_roots:
+    for root in config.local_roots:
         root_real = Path(os.path.realpath(root))
         if real == root_real or root_real in real.parents:
             return real
     raise SkyraError(ErrorCode.URI_NOT_ALLOWED, f"{uri!r} is outside the allowed local roots")
 
 
-def make_s3_client(settings: Settings) -> S3Client:
+def make_s3_client(config: FetchConfig) -> S3Client:
     """An S3 client whose own retries are off: tenacity in `ObjectFetcher` owns retrying."""
-    config = botocore.config.Config(
-        connect_timeout=settings.s3_connect_timeout_s,
-        read_timeout=settings.s3_read_timeout_s,
+    client_config = botocore.config.Config(
+        connect_timeout=config.s3_connect_timeout_s,
+        read_timeout=config.s3_read_timeout_s,
         retries={"total_max_attempts": 1, "mode": "standard"},
-        s3={"addressing_style": "path" if settings.s3_endpoint_url else "auto"},
+        s3={"addressing_style": "path" if config.s3_endpoint_url else "auto"},
         max_pool_connections=32,
     )
     client: S3Client = boto3.session.Session().client(
         "s3",
-        endpoint_url=settings.s3_endpoint_url,
-        region_name=settings.s3_region,
-        config=config,
+        endpoint_url=config.s3_endpoint_url,
+        region_name=config.s3_region,
+        config=client_config,
     )
     return client
+
+
+class Fetcher(Protocol):
+    """What the analysis path needs from object storage (as `model.engine.Engine` is what it
+    needs from a model): a download within the bounds, and the store's own checksum when it
+    has one, so that known content is recognised before any byte is read."""
+
+    def fetch(
+        self, uri: str, *, version_id: str | None = None, expected_size: int | None = None
+    ) -> FetchedObject: ...
+
+    def stored_checksum(self, uri: str, version_id: str | None = None) -> StoredChecksum | None: ...
 
 
 class ObjectFetcher:
     """Downloads allowed objects with retries on transient failures and a hard byte cap."""
 
-    def __init__(self, settings: Settings, s3_client: S3Client | None = None) -> None:
-        self.settings = settings
+    def __init__(self, config: FetchConfig, s3_client: S3Client | None = None) -> None:
+        self.config = config
         self._s3 = s3_client
 
     @property
     def s3(self) -> S3Client:
         if self._s3 is None:
-            self._s3 = make_s3_client(self.settings)
+            self._s3 = make_s3_client(self.config)
         return self._s3
 
     def fetch(
         self, uri: str, *, version_id: str | None = None, expected_size: int | None = None
     ) -> FetchedObject:
-        location = resolve_uri(uri, self.settings)
-        cap = self.settings.max_object_bytes
+        location = resolve_uri(uri, self.config)
+        cap = self.config.max_object_bytes
         if expected_size is not None and expected_size > cap:
             raise SkyraError(
                 ErrorCode.OBJECT_TOO_LARGE, f"event says {expected_size} bytes, the limit is {cap}"
@@ -185,7 +214,7 @@ class ObjectFetcher:
         (uploaded without one, or as a multipart composite), for local files, or on any
         error: the download hashes the bytes anyway."""
         try:
-            location = resolve_uri(uri, self.settings)
+            location = resolve_uri(uri, self.config)
         except SkyraError:
             return None
         if location.scheme != "s3":
@@ -228,20 +257,20 @@ class ObjectFetcher:
         if not stat.S_ISREG(st.st_mode):
             fh.close()
             raise SkyraError(ErrorCode.OBJECT_NOT_FOUND, f"{uri!r} is not a regular file")
-        if st.st_size > self.settings.max_object_bytes:
+        if st.st_size > self.config.max_object_bytes:
             fh.close()
             raise SkyraError(
                 ErrorCode.OBJECT_TOO_LARGE,
-                f"{st.st_size} bytes, the limit is {self.settings.max_object_bytes}",
+                f"{st.st_size} bytes, the limit is {self.config.max_object_bytes}",
             )
         return FetchedObject(uri=uri, body=fh, size=st.st_size)
 
     def _fetch_s3(self, uri: str, loc: ObjectLocation, version_id: str | None) -> FetchedObject:
         started = time.monotonic()
         retrying = Retrying(
-            stop=stop_after_attempt(self.settings.s3_max_attempts),
+            stop=stop_after_attempt(self.config.s3_max_attempts),
             wait=wait_exponential_jitter(
-                multiplier=0.2, jitter=0.2, max=self.settings.s3_retry_max_wait_s
+                multiplier=0.2, jitter=0.2, max=self.config.s3_retry_max_wait_s
             ),
             retry=retry_if_exception(lambda e: isinstance(e, SkyraError) and e.transient),
             before_sleep=_log_retry,
@@ -253,13 +282,13 @@ class ObjectFetcher:
         return obj
 
     def _get_once(self, uri: str, loc: ObjectLocation, version_id: str | None) -> FetchedObject:
-        cap = self.settings.max_object_bytes
+        cap = self.config.max_object_bytes
         kwargs: dict[str, Any] = {"Bucket": loc.bucket, "Key": loc.key}
         if version_id:
             kwargs["VersionId"] = version_id
         spool = tempfile.SpooledTemporaryFile(  # noqa: SIM115 - returned to the caller
-            max_size=self.settings.spool_memory_bytes,
-            dir=str(self.settings.spool_dir) if self.settings.spool_dir else None,
+            max_size=self.config.spool_memory_bytes,
+            dir=str(self.config.spool_dir) if self.config.spool_dir else None,
         )
         try:
             try:
@@ -291,7 +320,7 @@ class ObjectFetcher:
 
     def _copy(self, body: Any, out: Any, cap: int, uri: str) -> str:
         """Copy into the spool, hashing on the way (no second read); the SHA-256 in hex."""
-        deadline = time.monotonic() + self.settings.s3_fetch_timeout_s
+        deadline = time.monotonic() + self.config.s3_fetch_timeout_s
         total = 0
         digest = hashlib.sha256()
         while True:
@@ -309,7 +338,7 @@ class ObjectFetcher:
             if time.monotonic() > deadline:
                 raise SkyraError(
                     ErrorCode.FETCH_FAILED,
-                    f"download took longer than {self.settings.s3_fetch_timeout_s:.0f} s",
+                    f"download took longer than {self.config.s3_fetch_timeout_s:.0f} s",
                     transient=True,
                 )
 

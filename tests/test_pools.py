@@ -4,20 +4,20 @@ import asyncio
 
 import pytest
 
-from skyra_stream.admission import PriorityWindow
+from skyra_stream.pools import PrioritySlots
 
 
 def test_lower_priority_number_goes_first_and_ties_keep_arrival_order() -> None:
     async def scenario() -> list[str]:
-        window = PriorityWindow(1)
+        slots = PrioritySlots(1)
         order: list[str] = []
 
         async def job(name: str, priority: int) -> None:
-            async with window.slot(priority):
+            async with slots.slot(priority):
                 order.append(name)
                 await asyncio.sleep(0.01)
 
-        await window.acquire()  # hold the only slot while the queue builds up
+        await slots.acquire()  # hold the only slot while the queue builds up
         tasks = [
             asyncio.create_task(job(n, p))
             for n, p in [
@@ -29,7 +29,7 @@ def test_lower_priority_number_goes_first_and_ties_keep_arrival_order() -> None:
             ]
         ]
         await asyncio.sleep(0.01)
-        window.release()
+        slots.release()
         await asyncio.gather(*tasks)
         return order
 
@@ -38,13 +38,13 @@ def test_lower_priority_number_goes_first_and_ties_keep_arrival_order() -> None:
 
 def test_never_more_than_size_at_once_and_cancelled_waiters_leave_no_leak() -> None:
     async def scenario() -> tuple[int, int]:
-        window = PriorityWindow(3)
+        slots = PrioritySlots(3)
         peak = 0
 
         async def job(i: int) -> None:
             nonlocal peak
-            async with window.slot(i % 2):
-                peak = max(peak, window.used)
+            async with slots.slot(i % 2):
+                peak = max(peak, slots.used)
                 await asyncio.sleep(0.005)
 
         tasks = [asyncio.create_task(job(i)) for i in range(30)]
@@ -52,7 +52,7 @@ def test_never_more_than_size_at_once_and_cancelled_waiters_leave_no_leak() -> N
         for t in tasks[10:15]:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        return peak, window.used
+        return peak, slots.used
 
     peak, used = asyncio.run(scenario())
     assert peak == 3
@@ -61,4 +61,4 @@ def test_never_more_than_size_at_once_and_cancelled_waiters_leave_no_leak() -> N
 
 def test_size_must_be_positive() -> None:
     with pytest.raises(ValueError, match="at least 1"):
-        PriorityWindow(0)
+        PrioritySlots(0)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from skyra_stream.messages import Artifact, BBox, BBoxFormat, Region
-from skyra_stream.taxonomy import classify
+from skyra_stream.model.taxonomy import classify
 
 # Model output is bounded by max_tokens; this bound only keeps a pathological caller cheap.
 MAX_PARSE_CHARS = 200_000

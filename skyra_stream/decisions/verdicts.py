@@ -16,8 +16,7 @@ from typing import Literal
 
 from skyra_stream import __version__
 from skyra_stream.errors import ErrorCode, SkyraError
-from skyra_stream.frames import SampledVideo
-from skyra_stream.inference import EngineResult
+from skyra_stream.media.decode import SampledVideo
 from skyra_stream.messages import (
     DeadLetter,
     Decision,
@@ -32,9 +31,9 @@ from skyra_stream.messages import (
     Verdict,
     WorkerInfo,
 )
-from skyra_stream.prompt import model_frame_size
-from skyra_stream.response import parse_response
-from skyra_stream.settings import Settings
+from skyra_stream.model.engine import EngineConfig, EngineResult
+from skyra_stream.model.prompt import model_frame_size
+from skyra_stream.model.response import parse_response
 
 MAX_RAW_DEAD_LETTER_BYTES = 64 << 10
 
@@ -78,14 +77,12 @@ def build_verdict(
     model: ModelInfo,
     worker: WorkerInfo,
     times: StageTimes,
-    settings: Settings,
+    engine: EngineConfig,
 ) -> Verdict:
     """The verdict for one answered video (one result per window of a long one); boxes are
     normalised against the frame size the processor fed the model."""
     h, w = video.frames[0].shape[:2]
-    seen = model_frame_size(
-        w, h, min_pixels=settings.mm_min_pixels, max_pixels=settings.mm_max_pixels
-    )
+    seen = model_frame_size(w, h, min_pixels=engine.mm_min_pixels, max_pixels=engine.mm_max_pixels)
     duration = video.info.duration_s
     if not video.windows:
         (result,) = results

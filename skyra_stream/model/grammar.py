@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from skyra_stream.taxonomy import L3_TYPES
+from skyra_stream.model.taxonomy import L3_TYPES
 
 _NUM = r"\d{1,5}(\.\d{1,2})?"
 
