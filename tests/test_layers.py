@@ -115,9 +115,7 @@ def test_a_framework_is_imported_only_by_its_adapter(
     graph: grimp.ImportGraph, library: str, adapters: tuple[str, ...]
 ) -> None:
     importers = {
-        m
-        for m in graph.find_modules_that_directly_import(library)
-        if m.startswith("skyra_stream")
+        m for m in graph.find_modules_that_directly_import(library) if m.startswith("skyra_stream")
     }
     assert importers, f"nothing imports {library}: the rule checks nothing"
     assert {m for m in importers if not _under(m, adapters)} == set()
