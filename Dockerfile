@@ -47,9 +47,13 @@ COPY skyra_stream ./skyra_stream
 # wheel built below carries them inside skyra_stream (no top-level package of their own).
 COPY consumers ./consumers
 COPY producers ./producers
-# vLLM and torch come from the base image; the project adds its own dependencies only.
+# vLLM and torch come from the base image; the project adds its own dependencies only. The
+# sources are removed once installed, so the image holds one copy of each module (the one
+# in site-packages) and nothing imports `consumers` or `producers` as top-level packages;
+# the check runs with the sources gone for the same reason.
 RUN python3 -m pip install --no-cache-dir . \
-    && python3 -c "import skyra_stream, consumers, producers, vllm; print('ok', vllm.__version__)"
+    && rm -rf skyra_stream consumers producers build \
+    && python3 -c "import skyra_stream.consumers.ingest_loop, skyra_stream.producers.outcomes, vllm; print('ok', vllm.__version__)"
 
 RUN groupadd --system --gid 10001 skyra \
     && useradd --system --uid 10001 --gid skyra --home-dir /tmp --shell /usr/sbin/nologin skyra

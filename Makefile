@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.skyra-setup
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help setup demo test test-fast test-all chaos chaos-fleet soak lint bench bench-frames bench-engine bench-guided bench-decode bench-ceiling bench-worker bench-api bench-analyze bench-provenance bench-reuse bench-windows schemas clean
+.PHONY: help setup demo test test-fast test-all chaos chaos-fleet soak lint bench bench-frames bench-engine bench-guided bench-decode bench-ceiling bench-e2e bench-api bench-analyze bench-provenance bench-reuse bench-windows schemas clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -51,7 +51,7 @@ lint: setup  ## ruff and mypy
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-bench: bench-frames bench-engine bench-guided bench-decode bench-ceiling bench-worker bench-api bench-analyze bench-provenance bench-reuse bench-windows  ## every benchmark
+bench: bench-frames bench-engine bench-guided bench-decode bench-ceiling bench-e2e bench-api bench-analyze bench-provenance bench-reuse bench-windows  ## every benchmark
 
 bench-frames: setup  ## frame sampler against decode-everything (last line: ratios)
 	$(PY) -m benchmarks.frames
@@ -68,7 +68,7 @@ bench-decode: setup  ## the worker's per-video CPU work on production-shaped upl
 bench-ceiling: setup  ## pre-GPU ceiling: CPU-s per video by stage on production-shaped uploads, skip and sizing arms (last line: ratios)
 	$(PY) -m benchmarks.decode_ceiling $(BENCH_ARGS)
 
-bench-worker: setup  ## end-to-end worker vs engine alone; peak RSS with a 5,000-event backlog
+bench-e2e: setup  ## end-to-end worker vs engine alone; peak RSS with a 5,000-event backlog
 	$(PY) -m benchmarks.end_to_end
 
 bench-api: setup  ## one API video against a backlog: no priority vs admission window vs vLLM priority (last line: ratios)

@@ -426,7 +426,7 @@ class Analysis:
         if self.reuse is not None and run.sha256 is not None:
             self.reuse.remember(run.sha256, verdict)
         self.metrics.stage_seconds.labels("total").observe(total)
-        settle(run.future, Outcome(run.job, verdict=verdict, video=video))
+        self._settled(run, verdict, video)
 
     # -- reuse ------------------------------------------------------------------------------
 
@@ -469,7 +469,7 @@ class Analysis:
         self.metrics.gpu_requests_saved.inc()
         self._count_decision(decision)
         log.info("reused", reused_from=verdict.reused_from, sha256=sha256[:16])
-        settle(run.future, Outcome(run.job, verdict=verdict))
+        self._settled(run, verdict)
         return True
 
     # -- provenance and early decisions -----------------------------------------------------
@@ -507,7 +507,7 @@ class Analysis:
         )
         self.metrics.model_skipped.inc()
         self._count_decision(decision)
-        settle(run.future, Outcome(run.job, verdict=verdict))
+        self._settled(run, verdict)
         return True
 
     def _read_provenance(self, run: _Run) -> Provenance | None:
@@ -527,6 +527,23 @@ class Analysis:
         self.metrics.decisions.labels(decision.action).inc()
 
     # -- helpers ----------------------------------------------------------------------------
+
+    def _settled(self, run: _Run, verdict: Verdict, video: SampledVideo | None = None) -> None:
+        """End the job with its verdict, and say so in one line (as `rejected` does for a
+        dead letter): what an operator greps for when a platform asks about one upload."""
+        action = verdict.decision.action if verdict.decision else None
+        log.info(
+            "verdict",
+            event_id=verdict.event_id,
+            video_id=verdict.video_id,
+            status=verdict.status,
+            label=verdict.label,
+            fake_probability=verdict.fake_probability,
+            action=action,
+            reused=verdict.reused_from is not None,
+            total_ms=verdict.timings_ms.total,
+        )
+        settle(run.future, Outcome(run.job, verdict=verdict, video=video))
 
     def _reject(self, run: _Run, error: SkyraError) -> None:
         log.info("rejected", code=error.code.value, reason=error.message)

@@ -272,3 +272,23 @@ def test_a_gpu_decode_that_falls_back_is_counted_with_its_reason(
         a.close()
     assert a.metrics.decode_fallbacks.labels("device")._value.get() == 1
     assert a.metrics.decodes.labels("cpu")._value.get() == 1
+
+
+def test_every_verdict_is_one_info_line_with_what_an_operator_asks_about(
+    analysis: Analysis, root: Path
+) -> None:
+    from structlog.testing import capture_logs
+
+    with capture_logs() as logs:
+        verdict = outcome(analysis, job(FileInput(root / "c1.mp4"), event_id="e-log")).verdict
+    assert verdict is not None and verdict.decision is not None
+    lines = [e for e in logs if e["event"] == "verdict"]
+    assert len(lines) == 1
+    [line] = lines
+    assert line["log_level"] == "info"
+    assert line["event_id"] == "e-log"
+    assert line["video_id"] == "v"
+    assert line["label"] == verdict.label
+    assert line["fake_probability"] == verdict.fake_probability
+    assert line["action"] == verdict.decision.action
+    assert line["total_ms"] == verdict.timings_ms.total

@@ -1,4 +1,4 @@
-"""The prompt, byte for byte as MODEL_CONTRACT.md and the trained system prompt say."""
+"""The prompt, byte for byte as docs/model-contract.md and the trained system prompt say."""
 
 from __future__ import annotations
 
@@ -109,3 +109,32 @@ def test_prompt_tokens_besides_the_frames_are_what_the_sizing_quotes() -> None:
     a change to the prompt must show up there too."""
     tokens = count_prompt_tokens(duration_s=10.0)
     assert (tokens.total, tokens.system) == (899, 665)
+
+
+def test_every_reference_to_a_doc_resolves() -> None:
+    """Docstrings and comments cite docs/<name>.md and, in quotes, a section of it: the file
+    must exist and the section must be one of its headings."""
+    import re
+
+    root = Path(__file__).parents[1]
+    cite = re.compile(r'(docs/[\w.-]+\.md)(?:,\s*"([^"]+)")?')
+    sources = [
+        p
+        for folder in ("skyra_stream", "tests", "k8s", "benchmarks", "campaigns")
+        for p in (root / folder).rglob("*.py")
+    ]
+    checked = 0
+    for path in sources:
+        text = re.sub(r"\s*\n\s*", " ", path.read_text(encoding="utf-8"))
+        for doc, section in cite.findall(text):
+            target = root / doc
+            assert target.is_file(), f"{path}: {doc} does not exist"
+            if section:
+                headings = {
+                    line.lstrip("#").strip()
+                    for line in target.read_text(encoding="utf-8").splitlines()
+                    if line.startswith("#")
+                }
+                assert any(h.startswith(section) for h in headings), (path, section)
+            checked += 1
+    assert checked >= 5

@@ -12,7 +12,9 @@ from skyra_stream.decisions.evidence import (
     COLUMNS,
     HEADER_H,
     LABEL_H,
+    LEGEND_ROW_H,
     PAD,
+    legend_lines,
     render_sheet,
 )
 from skyra_stream.messages import (
@@ -108,3 +110,37 @@ def test_sheet_without_artifacts_or_boxes(tmp_path: Path) -> None:
     v = v.model_copy(update={"video": v.video.model_copy(update={"timestamps_s": STAMPS[:5]})})
     out = render_sheet(frames, v, tmp_path / "s.png")
     assert Image.open(out).size[0] == PAD + COLUMNS * (455 + PAD)
+
+
+def test_the_legend_lists_every_artifact_with_its_span_box_and_sentence(tmp_path: Path) -> None:
+    frames = [np.full((256, 341, 3), 90, np.uint8) for _ in range(16)]
+    boxed = Artifact(
+        type="Unnatural Blur",
+        category="Texture Anomaly",
+        group="Low-Level Forgery",
+        in_taxonomy=True,
+        start_s=2.0,
+        end_s=3.0,
+        bbox=(0.25, 0.5, 0.75, 0.9),
+        bbox_format="normalized",
+        evidence="The  background\nblurs.",
+    )
+    unboxed = boxed.model_copy(
+        update={"type": "Lighting Inconsistency", "bbox": None, "evidence": "The light flips."}
+    )
+    v = verdict([boxed, unboxed])
+    assert legend_lines(v) == [
+        "1. Unnatural Blur  [2.00-3.00s, box 0.25, 0.50, 0.75, 0.90]  The background blurs.",
+        "2. Lighting Inconsistency  [2.00-3.00s, no box]  The light flips.",
+    ]
+    out = render_sheet(frames, v, tmp_path / "legend.png")
+    img = np.asarray(Image.open(out).convert("RGB"))
+    without = np.asarray(
+        Image.open(render_sheet(frames, verdict([]), tmp_path / "none.png")).convert("RGB")
+    )
+    assert img.shape[0] == without.shape[0] + 2 * LEGEND_ROW_H
+    # each row starts with a swatch of its artifact's colour (the box colour on the frames)
+    grid_bottom = without.shape[0] - PAD
+    for row in range(2):
+        swatch = img[grid_bottom + row * LEGEND_ROW_H + 9, PAD + 6]
+        assert tuple(swatch) == BOX_COLORS[row], (row, swatch)

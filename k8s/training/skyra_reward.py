@@ -1,4 +1,5 @@
-"""Skyra's GRPO reward for verl (`custom_reward_function`), as MODEL_CONTRACT.md defines it.
+"""Skyra's GRPO reward for verl (`custom_reward_function`), as docs/model-contract.md
+defines it.
 
 Asymmetric: a missed fake scores 0, a false alarm on a real video scores -0.2, and a correct
 answer scores 0.8 * min(log(1 + N), log(4)), where N counts the grounded evidence spans

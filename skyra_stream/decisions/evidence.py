@@ -24,6 +24,7 @@ PAD = 8
 HEADER_H = 64
 STRIP_H = 30
 LABEL_H = 18
+LEGEND_ROW_H = 18
 BACKGROUND = (24, 24, 28)
 TEXT = (235, 235, 235)
 MUTED = (160, 160, 170)
@@ -62,6 +63,24 @@ def artifacts_at(artifacts: Sequence[Artifact], t: float, tolerance: float) -> l
     return out
 
 
+def legend_lines(verdict: Verdict) -> list[str]:
+    """One line per artifact for the legend under the frames: its type, span, box and the
+    sentence of the reasoning it came from. Every artifact is listed, also those without a
+    box (drawn on no frame) or outside the taxonomy, so the sheet never hides a finding."""
+    lines = []
+    for n, a in enumerate(verdict.artifacts, 1):
+        span = (
+            f"{a.start_s:.2f}-{a.end_s:.2f}s"
+            if a.start_s is not None and a.end_s is not None
+            else "no span"
+        )
+        box = "box " + ", ".join(f"{v:.2f}" for v in a.bbox) if a.bbox else "no box"
+        kind = a.type if a.in_taxonomy else f"{a.type} (not in the taxonomy)"
+        evidence = " ".join(a.evidence.split()) or "(no sentence)"
+        lines.append(f"{n}. {kind}  [{span}, {box}]  {evidence}")
+    return lines
+
+
 def render_sheet(
     frames: Sequence[npt.NDArray[np.uint8]], verdict: Verdict, out: Path, *, title: str = ""
 ) -> Path:
@@ -79,7 +98,9 @@ def render_sheet(
     cell_w = max(f.shape[1] for f in frames)
     rows = math.ceil(len(frames) / COLUMNS)
     width = PAD + COLUMNS * (cell_w + PAD)
-    height = top + rows * (cell_h + LABEL_H + PAD) + PAD
+    legend = legend_lines(verdict)
+    grid_bottom = top + rows * (cell_h + LABEL_H + PAD)
+    height = grid_bottom + len(legend) * LEGEND_ROW_H + PAD
     sheet = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(sheet)
     _header(draw, verdict, width, title)
@@ -109,9 +130,29 @@ def render_sheet(
             ty = max(y + LABEL_H, box[1] - 16)
             draw.rectangle((box[0], ty, box[0] + tw + 6, ty + 15), fill=color)
             draw.text((box[0] + 3, ty), label, fill=(0, 0, 0), font=small)
+    _legend(draw, verdict, legend, colors, grid_bottom, width)
     out.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(out, format="PNG", optimize=True)
     return out
+
+
+def _legend(
+    draw: ImageDraw.ImageDraw,
+    verdict: Verdict,
+    lines: Sequence[str],
+    colors: dict[str, tuple[int, int, int]],
+    y: int,
+    width: int,
+) -> None:
+    """Each artifact's line, after a swatch of its boxes' colour."""
+    small = _font(13)
+    chars = max(20, (width - 3 * PAD - 14) // 7)
+    for i, (artifact, line) in enumerate(zip(verdict.artifacts, lines, strict=True)):
+        top = y + i * LEGEND_ROW_H
+        color = colors.get(artifact.type, BOX_COLORS[0])
+        draw.rectangle((PAD, top + 3, PAD + 12, top + 15), fill=color)
+        text = line if len(line) <= chars else line[: chars - 1] + "…"
+        draw.text((2 * PAD + 12, top + 2), text, fill=TEXT, font=small)
 
 
 def _focus(verdict: Verdict) -> int | None:

@@ -1,4 +1,5 @@
-"""ViF-Bench evaluation as the contract defines it (docs/model-contract.md, "Evaluation protocol").
+"""ViF-Bench evaluation as the contract defines it (docs/model-contract.md, "Evaluation
+protocol").
 
 Layout: `<root>/Real/<clip-id>` and `<root>/<generator>/<clip-id>`, each clip a video file or
 a folder of frames with `timestamps.txt`. A fake clip and the real clip with the same id form

@@ -1,4 +1,4 @@
-"""The model's input exactly as Skyra was trained on it (MODEL_CONTRACT.md, "Input").
+"""The model's input exactly as Skyra was trained on it (docs/model-contract.md, "Input").
 
 Anything that changes here, a space, a newline, the order of frames, costs accuracy, so the
 strings are spelled out once and the tests pin them to the contract and to the processor's

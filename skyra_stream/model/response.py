@@ -1,6 +1,6 @@
 """Parse Skyra's answer into a label and grounded findings, on any string, without raising.
 
-The model's output is untrusted text (MODEL_CONTRACT.md, "Output"): tags can be missing,
+The model's output is untrusted text (docs/model-contract.md, "Output"): tags can be missing,
 malformed, out of range or cut off at max_tokens. Every branch below degrades to "less
 information" (a null box, a null label, `unparseable`) instead of an exception.
 """
