@@ -281,7 +281,8 @@ def test_every_verdict_is_one_info_line_with_what_an_operator_asks_about(
 
     with capture_logs() as logs:
         verdict = outcome(analysis, job(FileInput(root / "c1.mp4"), event_id="e-log")).verdict
-    assert verdict is not None and verdict.decision is not None
+    assert verdict is not None
+    assert verdict.decision is not None
     lines = [e for e in logs if e["event"] == "verdict"]
     assert len(lines) == 1
     [line] = lines

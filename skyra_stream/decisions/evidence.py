@@ -130,7 +130,7 @@ def render_sheet(
             ty = max(y + LABEL_H, box[1] - 16)
             draw.rectangle((box[0], ty, box[0] + tw + 6, ty + 15), fill=color)
             draw.text((box[0] + 3, ty), label, fill=(0, 0, 0), font=small)
-    _legend(draw, verdict, legend, colors, grid_bottom, width)
+    _legend(draw, verdict, legend, colors, y=grid_bottom, width=width)
     out.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(out, format="PNG", optimize=True)
     return out
@@ -141,6 +141,7 @@ def _legend(
     verdict: Verdict,
     lines: Sequence[str],
     colors: dict[str, tuple[int, int, int]],
+    *,
     y: int,
     width: int,
 ) -> None:

@@ -1,7 +1,8 @@
 """P(fake) from the top logprobs at the answer position.
 
 The label is the greedy token after `<answer>`; its probability against the alternative is the
-raw score platforms threshold on (the model's own, not calibrated: see docs/model-contract.md). Tokenisers may split the word ("F" + "ake") or glue
+raw score platforms threshold on (the model's own, not calibrated: see docs/model-contract.md).
+Tokenisers may split the word ("F" + "ake") or glue
 it to the end of the marker (Qwen's pre-tokeniser allows ">Fake"), so a candidate counts for a
 word when, after the marker's tail, its text is a prefix of that word.
 """
