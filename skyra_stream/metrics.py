@@ -51,7 +51,8 @@ class Metrics:
         )
         self.reuse = Counter(
             "skyra_reuse",
-            "Verdict cache lookups by result (hit: no decode, no engine)",
+            "Verdict cache lookups by result (hit: no decode, no engine; rejected: an entry whose "
+            "seal did not verify, never served)",
             ["result"],
             registry=r,
         )

@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MiB = 1 << 20
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+MIN_KEY_CHARS = 32  # 256 bits of hex, or a long passphrase
 
 
 def _split_commas(value: Any) -> Any:
@@ -217,6 +218,16 @@ class Settings(BaseSettings):
         description="redis:// or rediss:// URL of a Redis or Valkey shared by the fleet; a "
         "bounded in-process cache when unset.",
     )
+    verdict_cache_key: SecretStr | None = Field(
+        default=None,
+        description="Key (at least 32 characters, from a Secret) that seals every entry of "
+        "the shared cache with HMAC-SHA256; required with SKYRA_VERDICT_CACHE_URL. An entry "
+        "that does not verify is a miss, never served.",
+    )
+    verdict_cache_previous_key: SecretStr | None = Field(
+        default=None,
+        description="During a key rotation: the key before, still accepted for reading.",
+    )
     verdict_cache_ttl_s: float = Field(default=7 * 24 * 3600.0, gt=0)
     verdict_cache_max_entries: int = Field(
         default=10_000, ge=1, description="In-process cache size (verdicts are a few KiB)."
@@ -307,6 +318,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
+        self._check_verdict_cache_keys()
         if self.kafka_security_protocol.startswith("SASL") and not (
             self.kafka_sasl_mechanism and self.kafka_sasl_username and self.kafka_sasl_password
         ):
@@ -315,6 +327,19 @@ class Settings(BaseSettings):
                 f"with kafka_security_protocol={self.kafka_security_protocol}"
             )
         return self
+
+    def _check_verdict_cache_keys(self) -> None:
+        key, previous = self.verdict_cache_key, self.verdict_cache_previous_key
+        for name, secret in (("", key), ("previous_", previous)):
+            if secret is not None and len(secret.get_secret_value()) < MIN_KEY_CHARS:
+                raise ValueError(
+                    f"verdict_cache_{name}key must be at least {MIN_KEY_CHARS} characters"
+                )
+        if self.verdict_cache and self.verdict_cache_url is not None and key is None:
+            raise ValueError(
+                "verdict_cache_key is required with verdict_cache_url: entries of a shared "
+                "cache are sealed, or anyone who can write to it decides verdicts"
+            )
 
     def revoke_budget_s(self) -> float:
         """The revoke budget in force: at most half the session timeout. It runs in

@@ -212,7 +212,11 @@ def test_the_fleet_shares_a_redis_and_a_dead_redis_only_costs_the_reuse(
 ) -> None:
     with RedisServer(tmp_path / "redis.log") as redis:
         settings = settings_for(
-            clips["a"].parent, tmp_path, verdict_cache_url=redis.url, verdict_cache_timeout_s=0.5
+            clips["a"].parent,
+            tmp_path,
+            verdict_cache_url=redis.url,
+            verdict_cache_key=CACHE_KEY,
+            verdict_cache_timeout_s=0.5,
         )
         pod_a, pod_b = build_analysis(settings, fake_engine), build_analysis(settings, fake_engine)
         for pod in (pod_a, pod_b):
@@ -250,3 +254,102 @@ def test_a_cache_error_is_a_miss_never_a_failure(tmp_path: Path) -> None:
     assert cache.lookup("0" * 64) is None
     assert cache.lookup("0" * 64) is None  # paused: the store is not asked again
     assert cache.metrics.verdict_cache_errors.labels("get")._value.get() == 1
+
+
+CACHE_KEY = "k" * 40
+OLD_KEY = "o" * 40
+
+
+def _forgeries(raw: bytes, key: str, other_key: str) -> dict[str, bytes]:
+    """Entries someone with write access to Redis could store under `key`: a valid verdict
+    that says "real", unsealed, with a made-up seal, and a genuine entry moved from the key
+    of another content."""
+    from skyra_stream.decisions.reuse import SEAL_PREFIX, EntrySeal
+
+    payload = EntrySeal(CACHE_KEY.encode()).open(key, raw)
+    assert payload is not None
+    forged = Verdict.model_validate_json(payload).model_copy(
+        update={"label": "real", "fake_probability": 0.01, "artifacts": []}
+    )
+    forged_bytes = forged.model_dump_json().encode()
+    return {
+        "no seal": forged_bytes,
+        "wrong seal": SEAL_PREFIX + b"0" * 64 + b":" + forged_bytes,
+        "another key's seal": EntrySeal(b"x" * 40).seal(key, forged_bytes),
+        "moved from another content": EntrySeal(CACHE_KEY.encode()).seal(other_key, payload),
+    }
+
+
+@pytest.mark.subprocess
+def test_a_forged_entry_in_redis_is_never_served_and_the_model_runs(
+    clips: dict[str, Path], fake_engine: FakeEngine, tmp_path: Path
+) -> None:
+    import redis as redis_lib
+
+    with RedisServer(tmp_path / "redis.log") as server:
+        settings = settings_for(
+            clips["a"].parent, tmp_path, verdict_cache_url=server.url, verdict_cache_key=CACHE_KEY
+        )
+        pod = build_analysis(settings, fake_engine)
+        client = redis_lib.Redis.from_url(server.url)
+        try:
+            assert pod.reuse is not None
+            first = analyse(pod, clips["a"], "genuine")
+            assert first.content_sha256 is not None
+            key = pod.reuse.key(first.content_sha256)
+            genuine = client.get(key)
+            assert isinstance(genuine, bytes)
+            forgeries = _forgeries(genuine, key, pod.reuse.key("f" * 64))
+            for n, (what, value) in enumerate(forgeries.items()):
+                client.set(key, value)  # written straight into Redis, around the worker
+                verdict = analyse(pod, clips["a"], f"after-{n}")
+                assert verdict.reused_from is None, what  # the model ran
+                assert verdict.fake_probability != 0.01, what  # not the forged answer
+            rejected = pod.metrics.reuse.labels("rejected")._value.get()
+            assert rejected == len(forgeries)
+        finally:
+            pod.close()
+    assert fake_engine.submitted == ["genuine", *(f"after-{n}" for n in range(len(forgeries)))]
+
+
+@pytest.mark.subprocess
+def test_a_rotated_key_still_reads_the_entries_sealed_before(
+    clips: dict[str, Path], fake_engine: FakeEngine, tmp_path: Path
+) -> None:
+    with RedisServer(tmp_path / "redis.log") as server:
+        base = {"verdict_cache_url": server.url}
+        before = settings_for(clips["a"].parent, tmp_path, **base, verdict_cache_key=OLD_KEY)
+        rotated = settings_for(
+            clips["a"].parent,
+            tmp_path,
+            **base,
+            verdict_cache_key=CACHE_KEY,
+            verdict_cache_previous_key=OLD_KEY,
+        )
+        after_rotation = settings_for(
+            clips["a"].parent, tmp_path, **base, verdict_cache_key=CACHE_KEY
+        )
+        old_pod = build_analysis(before, fake_engine)
+        new_pod = build_analysis(rotated, fake_engine)
+        done_pod = build_analysis(after_rotation, fake_engine)
+        try:
+            analyse(old_pod, clips["a"], "sealed-with-old")
+            assert analyse(new_pod, clips["a"], "read-during-rotation").reused_from == (
+                "sealed-with-old"
+            )
+            # once the previous key is dropped, what it sealed is a miss (never served)
+            assert analyse(done_pod, clips["a"], "after-rotation").reused_from is None
+            assert done_pod.metrics.reuse.labels("rejected")._value.get() == 1
+        finally:
+            for pod in (old_pod, new_pod, done_pod):
+                pod.close()
+
+
+def test_a_shared_cache_without_a_key_is_a_configuration_error(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="verdict_cache_key is required"):
+        Settings(verdict_cache_url="redis://127.0.0.1:1/0")
+    with pytest.raises(ValidationError, match="at least 32 characters"):
+        Settings(verdict_cache_url="redis://127.0.0.1:1/0", verdict_cache_key="short")
+    assert Settings(verdict_cache_url="redis://127.0.0.1:1/0", verdict_cache_key=CACHE_KEY)

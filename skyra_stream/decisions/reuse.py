@@ -8,14 +8,24 @@ the current policy and the event's own tenant every time.
 
 Two stores: a bounded in-process LRU (one worker), or Redis/Valkey shared by the fleet
 (`SKYRA_VERDICT_CACHE_URL`; entries expire after `SKYRA_VERDICT_CACHE_TTL_S`, and the
-server's own `maxmemory` with an LRU policy bounds its memory). A cache that fails is a
-cache that misses: the error is counted and logged once, the store is left alone for
-`RETRY_AFTER_S`, and every job goes on to the model as if there were no cache.
+server's own `maxmemory` with an LRU policy bounds its memory).
+
+A shared store is outside the worker's trust: whoever can write to that Redis could make any
+content "real" for every tenant. So every entry is sealed (`EntrySeal`: HMAC-SHA256 with
+`SKYRA_VERDICT_CACHE_KEY` over the entry's store key and its bytes, so an entry cannot be
+forged nor moved to another content's key), and an entry whose seal does not verify is a
+miss, counted as `rejected` and logged, never served. During a key rotation the previous key
+(`SKYRA_VERDICT_CACHE_PREVIOUS_KEY`) still opens old entries until they expire.
+
+A cache that fails is a cache that misses: the error is counted and logged once, the store
+is left alone for `RETRY_AFTER_S`, and every job goes on to the model as if there were no
+cache.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import threading
 import time
@@ -55,12 +65,51 @@ class ReuseConfig:
 
     enabled: bool = True
     url: str | None = None
+    key: bytes | None = None  # seals entries; required with `url`
+    previous_key: bytes | None = None  # opens entries sealed before a rotation
     ttl_s: float = 7 * 24 * 3600.0
     max_entries: int = 10_000
     timeout_s: float = 0.25
 
     def __repr__(self) -> str:  # the URL may hold a password: never in a log line
-        return f"ReuseConfig(enabled={self.enabled}, url={'***' if self.url else None})"
+        return f"ReuseConfig(enabled={self.enabled}, url={'***' if self.url else None}, key=***)"
+
+
+SEAL_PREFIX: Final = b"skyra-seal-v1:"
+_MAC_HEX: Final = 64
+
+
+class EntrySeal:
+    """HMAC-SHA256 over an entry's store key and bytes, so that a store others can write to
+    serves only what a worker holding the key wrote, under the key it wrote it for."""
+
+    def __init__(self, key: bytes, previous: bytes | None = None) -> None:
+        if not key:
+            raise ValueError("an empty key seals nothing")
+        self._key = key
+        self._keys = [key] + ([previous] if previous else [])
+
+    @staticmethod
+    def _mac(key: bytes, store_key: str, payload: bytes) -> bytes:
+        message = store_key.encode() + b"\n" + payload
+        return hmac.new(key, message, hashlib.sha256).hexdigest().encode()
+
+    def seal(self, store_key: str, payload: bytes) -> bytes:
+        return SEAL_PREFIX + self._mac(self._key, store_key, payload) + b":" + payload
+
+    def open(self, store_key: str, sealed: bytes) -> bytes | None:
+        """The payload when the seal verifies with the current or the previous key; None
+        for anything else (no seal, a wrong one, another entry's)."""
+        if not sealed.startswith(SEAL_PREFIX):
+            return None
+        body = sealed[len(SEAL_PREFIX) :]
+        mac, sep, payload = body[:_MAC_HEX], body[_MAC_HEX : _MAC_HEX + 1], body[_MAC_HEX + 1 :]
+        if sep != b":":
+            return None
+        for key in self._keys:
+            if hmac.compare_digest(mac, self._mac(key, store_key, payload)):
+                return payload
+        return None
 
 
 def answer_identity(
@@ -172,9 +221,11 @@ class ReuseCache:
         ttl_s: float,
         metrics: Metrics | None = None,
         *,
+        seal: EntrySeal | None = None,
         retry_after_s: float = RETRY_AFTER_S,
     ) -> None:
         self.store = store
+        self.seal = seal
         self.identity = identity
         self.ttl_s = ttl_s
         self.metrics = metrics or Metrics()
@@ -191,19 +242,30 @@ class ReuseCache:
             return None
         store: VerdictStore
         if config.url is not None:
+            if not config.key:
+                raise ValueError("a shared verdict store needs a key to seal its entries")
             store = RedisVerdictStore(config.url, config.timeout_s)
         else:
             store = MemoryVerdictStore(config.max_entries)
-        return cls(store, identity, config.ttl_s, metrics)
+        seal = EntrySeal(config.key, config.previous_key) if config.key else None
+        return cls(store, identity, config.ttl_s, metrics, seal=seal)
 
     def key(self, sha256: str) -> str:
         return f"{KEY_PREFIX}:{self.identity}:{sha256}"
 
     def lookup(self, sha256: str) -> Verdict | None:
-        raw = self._call("get", lambda: self.store.get(self.key(sha256)))
+        key = self.key(sha256)
+        raw = self._call("get", lambda: self.store.get(key))
         if raw is None:
             self.metrics.reuse.labels("miss").inc()
             return None
+        if self.seal is not None:
+            opened = self.seal.open(key, raw)
+            if opened is None:  # forged, moved, or sealed with a key no longer held
+                self.metrics.reuse.labels("rejected").inc()
+                log.warning("verdict_cache_entry_rejected", key=key, bytes=len(raw))
+                return None
+            raw = opened
         try:
             verdict = Verdict.model_validate_json(raw)
         except ValueError:  # a foreign or damaged entry: a miss, and it will be replaced
@@ -213,8 +275,11 @@ class ReuseCache:
         return verdict
 
     def remember(self, sha256: str, verdict: Verdict) -> None:
+        key = self.key(sha256)
         value = verdict.model_dump_json().encode()
-        self._call("put", lambda: self.store.put(self.key(sha256), value, self.ttl_s))
+        if self.seal is not None:
+            value = self.seal.seal(key, value)
+        self._call("put", lambda: self.store.put(key, value, self.ttl_s))
 
     def _call(self, op: str, fn: Any) -> Any:
         with self._lock:

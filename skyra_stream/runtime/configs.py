@@ -12,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, TypeVar
 
+from pydantic import SecretStr
+
 from skyra_stream.analysis import AnalysisConfig
 from skyra_stream.api.service import ServiceConfig
 from skyra_stream.decisions.reuse import ReuseConfig
@@ -63,11 +65,17 @@ def service_config(settings: Settings) -> ServiceConfig:
     )
 
 
+def _secret_bytes(secret: SecretStr | None) -> bytes | None:
+    return secret.get_secret_value().encode() if secret is not None else None
+
+
 def reuse_config(settings: Settings) -> ReuseConfig:
     url = settings.verdict_cache_url
     return ReuseConfig(
         enabled=settings.verdict_cache,
         url=url.get_secret_value() if url is not None else None,
+        key=_secret_bytes(settings.verdict_cache_key),
+        previous_key=_secret_bytes(settings.verdict_cache_previous_key),
         ttl_s=settings.verdict_cache_ttl_s,
         max_entries=settings.verdict_cache_max_entries,
         timeout_s=settings.verdict_cache_timeout_s,
