@@ -18,8 +18,9 @@ from kafka import KafkaConsumer
 
 from skyra_stream.consumers.ingest_loop import make_consumer
 from skyra_stream.decisions.review_events import audit_record, parse_review
+from skyra_stream.decisions.review_tickets import ReviewTickets
 from skyra_stream.decisions.verdicts import build_dead_letter
-from skyra_stream.errors import SkyraError, internal_error
+from skyra_stream.errors import ErrorCode, SkyraError, internal_error
 from skyra_stream.messages import KafkaPosition
 from skyra_stream.producers.kafka_config import KafkaConfig
 from skyra_stream.producers.outcomes import OutcomePublisher, headers
@@ -43,12 +44,14 @@ class ReviewLoop:
         self,
         config: KafkaConfig,
         *,
+        tickets: ReviewTickets,
         consumer: KafkaConsumer | None = None,
         publisher: OutcomePublisher | None = None,
     ) -> None:
         self.config = config
+        self.tickets = tickets
         self.consumer = consumer or make_review_consumer(config)
-        self.publisher = publisher or OutcomePublisher(config)
+        self.publisher = publisher or OutcomePublisher(config, tickets=tickets)
         self._stop = threading.Event()
         self.audited = 0
         self.dead_lettered = 0
@@ -82,7 +85,15 @@ class ReviewLoop:
             topic=record.topic, partition=record.partition, offset=record.offset
         )
         try:
-            audit = audit_record(parse_review(raw, self.config.max_message_bytes))
+            review = parse_review(raw, self.config.max_message_bytes)
+            if not self.tickets.verify(review.verdict, review.ticket):
+                raise SkyraError(
+                    ErrorCode.INVALID_REVIEW,
+                    "the review's ticket does not verify for this verdict: it was never sent "
+                    "to review, or it was edited since (pass the review-ticket header back "
+                    "untouched with the verdict as the review topic carried it)",
+                )
+            audit = audit_record(review)
         except SkyraError as exc:
             return self._dead_letter(raw, exc, position)
         except Exception as exc:  # a bug: still one dead letter, never a crashed loop

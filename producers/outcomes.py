@@ -6,8 +6,9 @@ offset be committed, only after that: a verdict is never lost between publish an
 
 A verdict carries its decision's action as the `action` header, so a downstream consumer can
 route (block queue, review queue, allow) without parsing JSON. With `SKYRA_REVIEW_TOPIC` set,
-a verdict whose action is `review` is also published there, and the publish resolves only
-when both records are acknowledged.
+a verdict whose action is `review` is also published there with its review ticket (the
+`review-ticket` header, see decisions/review_tickets.py), and the publish resolves only when
+both records are acknowledged.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 from kafka import KafkaProducer
 
+from skyra_stream.decisions.review_tickets import HEADER, ReviewTickets
 from skyra_stream.messages import SCHEMA_VERSION, DeadLetter, Verdict
 from skyra_stream.producers.kafka_config import KafkaConfig, connection_config
 
@@ -39,8 +41,13 @@ def headers(kind: str, event_id: str | None, **extra: str) -> list[tuple[str, by
 class OutcomePublisher:
     """The worker's sink (`pipeline.Sink`)."""
 
-    def __init__(self, config: KafkaConfig, **overrides: Any) -> None:
+    def __init__(
+        self, config: KafkaConfig, *, tickets: ReviewTickets | None = None, **overrides: Any
+    ) -> None:
+        if config.review_topic and tickets is None:
+            raise ValueError("verdicts sent to review need a review ticket key")
         self.config = config
+        self.tickets = tickets
         kwargs: dict[str, Any] = {
             **connection_config(config),
             "acks": "all",
@@ -60,6 +67,7 @@ class OutcomePublisher:
     def publish(self, outcome: Verdict | DeadLetter) -> concurrent.futures.Future[None]:
         extra: dict[str, str] = {}
         topics = []
+        review_topic: str | None = None
         if isinstance(outcome, Verdict):
             kind = "verdict"
             topics.append(self.config.verdict_topic)
@@ -70,19 +78,25 @@ class OutcomePublisher:
                     "policy_version": outcome.decision.policy_version,
                 }
                 if outcome.decision.action == "review" and self.config.review_topic:
-                    topics.append(self.config.review_topic)
+                    review_topic = self.config.review_topic
         else:
             kind = "dead_letter"
             topics.append(self.config.dead_letter_topic)
         key = outcome.video_id.encode() if outcome.video_id else None
         value = outcome.model_dump_json().encode()
         record_headers = headers(kind, outcome.event_id, **extra)
-        return _all_acked(
-            [
-                self._producer.send(topic, value=value, key=key, headers=record_headers)
-                for topic in topics
-            ]
-        )
+        sent = [
+            self._producer.send(topic, value=value, key=key, headers=record_headers)
+            for topic in topics
+        ]
+        if review_topic is not None and isinstance(outcome, Verdict) and self.tickets:
+            ticket = (HEADER, self.tickets.issue(outcome).encode())
+            sent.append(
+                self._producer.send(
+                    review_topic, value=value, key=key, headers=[*record_headers, ticket]
+                )
+            )
+        return _all_acked(sent)
 
     def send(
         self, topic: str, value: bytes, key: bytes | None, record_headers: list[tuple[str, bytes]]

@@ -237,10 +237,15 @@ def reviews() -> None:
 
     from skyra_stream.consumers.review_loop import ReviewLoop
     from skyra_stream.runtime.configs import kafka_config
+    from skyra_stream.runtime.wiring import review_tickets
 
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
-    worker = ReviewLoop(kafka_config(settings))
+    tickets = review_tickets(settings)
+    if tickets is None:
+        typer.echo("invalid configuration: SKYRA_REVIEW_TICKET_KEY: required", err=True)
+        raise typer.Exit(2)
+    worker = ReviewLoop(kafka_config(settings), tickets=tickets)
     signal.signal(signal.SIGTERM, lambda *_: worker.stop())
     signal.signal(signal.SIGINT, lambda *_: worker.stop())
     raise typer.Exit(worker.run())

@@ -312,6 +312,12 @@ class ReviewEvent(_Message):
     )
     note: Annotated[str, StringConstraints(max_length=2000)] | None = None
     reviewed_at: datetime | None = None
+    ticket: Annotated[str, StringConstraints(max_length=128)] | None = Field(
+        default=None,
+        description="The `review-ticket` header of the review-topic record that carried the "
+        "verdict, passed back untouched. A review whose ticket does not verify for exactly "
+        "this verdict is an invalid_review dead letter.",
+    )
 
 
 class AuditRecord(_Message):

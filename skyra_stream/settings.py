@@ -238,6 +238,16 @@ class Settings(BaseSettings):
     review_topic: str | None = Field(
         default=None, description="Verdicts whose action is `review` are also published here."
     )
+    review_ticket_key: SecretStr | None = Field(
+        default=None,
+        description="Key (at least 32 characters, from a Secret) of the review tickets: "
+        "HMAC-SHA256 over each verdict sent to review; a review event must pass its ticket "
+        "back. Required with SKYRA_REVIEW_TOPIC and by `skyra-stream reviews`.",
+    )
+    review_ticket_previous_key: SecretStr | None = Field(
+        default=None,
+        description="During a key rotation: the key before, still accepted for verifying.",
+    )
     review_results_topic: str = Field(
         default="skyra.review-results", description="Reviewers' decisions (review events)."
     )
@@ -329,12 +339,21 @@ class Settings(BaseSettings):
         return self
 
     def _check_verdict_cache_keys(self) -> None:
-        key, previous = self.verdict_cache_key, self.verdict_cache_previous_key
-        for name, secret in (("", key), ("previous_", previous)):
+        key = self.verdict_cache_key
+        for name in (
+            "verdict_cache_key",
+            "verdict_cache_previous_key",
+            "review_ticket_key",
+            "review_ticket_previous_key",
+        ):
+            secret = getattr(self, name)
             if secret is not None and len(secret.get_secret_value()) < MIN_KEY_CHARS:
-                raise ValueError(
-                    f"verdict_cache_{name}key must be at least {MIN_KEY_CHARS} characters"
-                )
+                raise ValueError(f"{name} must be at least {MIN_KEY_CHARS} characters")
+        if self.review_topic and self.review_ticket_key is None:
+            raise ValueError(
+                "review_ticket_key is required with review_topic: a review must prove that "
+                "its verdict was sent to review"
+            )
         if self.verdict_cache and self.verdict_cache_url is not None and key is None:
             raise ValueError(
                 "verdict_cache_key is required with verdict_cache_url: entries of a shared "

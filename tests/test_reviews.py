@@ -210,3 +210,23 @@ def test_a_skipped_verdict_is_not_exported(tmp_path: Path) -> None:
     result = export_sft([audit], tmp_path, lambda r: ([], []))
     assert result.written == 0
     assert "no frames" in result.skipped["r-s"]
+
+
+def test_a_ticket_verifies_only_for_the_verdict_it_was_issued_for() -> None:
+    from skyra_stream.decisions.review_tickets import ReviewTickets
+
+    tickets = ReviewTickets(b"k" * 40)
+    sent = verdict()
+    ticket = tickets.issue(sent)
+    flipped = "fake" if sent.label == "real" else "real"
+    # a copy parsed from the bytes the worker published verifies
+    assert tickets.verify(Verdict.model_validate_json(sent.model_dump_json()), ticket)
+    assert not tickets.verify(sent.model_copy(update={"label": flipped}), ticket)
+    assert not tickets.verify(sent.model_copy(update={"fake_probability": 0.5}), ticket)
+    assert not tickets.verify(sent.model_copy(update={"event_id": "another"}), ticket)
+    assert not tickets.verify(sent, None)
+    assert not tickets.verify(sent, "0" * 64)
+    assert not ReviewTickets(b"x" * 40).verify(sent, ticket)
+    # a rotation: the new key with the old one as previous still verifies old tickets
+    assert ReviewTickets(b"n" * 40, previous=b"k" * 40).verify(sent, ticket)
+    assert not ReviewTickets(b"n" * 40).verify(sent, ticket)

@@ -32,6 +32,7 @@ from skyra_stream.media.samples import VideoSpec, write_video
 from skyra_stream.messages import IngestEvent
 from skyra_stream.producers.ingest import IngestProducer
 from skyra_stream.runtime.configs import kafka_config
+from skyra_stream.runtime.wiring import review_tickets
 from skyra_stream.settings import Settings
 
 BUCKET = "uploads"
@@ -186,6 +187,7 @@ def accounted(stack: Stack, topics: dict[str, str], ids: set[str]) -> Callable[[
 # -- one long-lived worker for the scenarios that do not end it ------------------------------
 
 
+REVIEW_TICKET_KEY = "t" * 40
 WORKER_POLICY = """
 version: worker-test-1
 default:
@@ -217,6 +219,7 @@ def worker_a(stack: Stack) -> Iterator[tuple[Worker, dict[str, str]]]:
         http_host="127.0.0.1",
         policy_file=policy,
         review_topic=topics["review"],
+        review_ticket_key=REVIEW_TICKET_KEY,
     )
     try:
         worker.wait_ready()
@@ -305,15 +308,19 @@ def test_policies_provenance_and_the_review_loop_on_the_real_stack(
     assert tampered["decision"]["rule"] == "broken-credentials"
     inferred = worker.metric('skyra_stage_seconds_count{stage="infer"}')
     assert inferred == inferred_before + 3  # lenient, strict, tampered; not the declared one
-    # Reviews: the review topic carries exactly the verdicts sent to review.
-    queued = [
-        json.loads(v) for _, v, _ in read_all(stack.broker.bootstrap, topics["review"], idle_s=1.5)
-    ]
+    # Reviews: the review topic carries exactly the verdicts sent to review, each with a
+    # ticket for exactly that verdict.
+    queued_records = read_all(stack.broker.bootstrap, topics["review"], idle_s=1.5)
+    queued = [json.loads(v) for _, v, _ in queued_records]
+    tickets = {json.loads(v)["event_id"]: h["review-ticket"].decode() for _, v, h in queued_records}
     assert sorted(v["event_id"] for v in queued) == ["dec-strict", "dec-tampered"]
-    # A reviewer overturns the tampered one; a broken review event is dead-lettered.
+    # A reviewer overturns the tampered one; a broken review event is dead-lettered, and so
+    # is every forgery: right shape, but no ticket, another verdict's ticket, or a verdict
+    # edited after it was ticketed (label flipped), or a verdict never sent to review.
     reviews = {k: f"{topics['ingest']}-{k}" for k in ("results", "audit", "review-dlq")}
     stack.broker.create_topics(list(reviews.values()), 1)
     to_review = next(v for v in queued if v["event_id"] == "dec-tampered")
+    other = next(v for v in queued if v["event_id"] == "dec-strict")
     review = {
         "review_id": "rev-1",
         "verdict": to_review,
@@ -321,8 +328,20 @@ def test_policies_provenance_and_the_review_loop_on_the_real_stack(
         "reviewer": "alice",
         "label": "fake",
         "artifacts": [{"type": "Texture Jittering", "start_s": 0.1, "end_s": 0.5}],
+        "ticket": tickets["dec-tampered"],
     }
+    edited = {**to_review, "label": "real" if to_review["label"] == "fake" else "fake"}
+    never_queued = got["dec-lenient"]
+    forged = {
+        "forged-no-ticket": {**review, "ticket": None},
+        "forged-other-ticket": {**review, "ticket": tickets["dec-strict"]},
+        "forged-edited": {**review, "verdict": edited},
+        "forged-never-queued": {**review, "verdict": never_queued, "ticket": tickets["dec-strict"]},
+    }
+    assert other["event_id"] != to_review["event_id"]
     raw = KafkaProducer(bootstrap_servers=stack.broker.bootstrap)
+    for review_id, doc in forged.items():
+        raw.send(reviews["results"], json.dumps({**doc, "review_id": review_id}).encode())
     raw.send(reviews["results"], json.dumps(review).encode())
     raw.send(reviews["results"], b'{"review_id": "rev-2", "outcome": "maybe"}')
     raw.flush()
@@ -333,23 +352,36 @@ def test_policies_provenance_and_the_review_loop_on_the_real_stack(
         audit_topic=reviews["audit"],
         dead_letter_topic=reviews["review-dlq"],
         review_group_id=f"{topics['group']}-reviews",
+        review_ticket_key=REVIEW_TICKET_KEY,
     )
-    loop = ReviewLoop(kafka_config(review_settings))
+    tickets_of = review_tickets(review_settings)
+    assert tickets_of is not None
+    loop = ReviewLoop(kafka_config(review_settings), tickets=tickets_of)
     thread = threading.Thread(target=loop.run, daemon=True)
     thread.start()
+    handled = 2 + len(forged)
     try:
-        wait_for(lambda: loop.audited + loop.dead_lettered >= 2, 60, "reviews not handled")
+        wait_for(lambda: loop.audited + loop.dead_lettered >= handled, 60, "reviews not handled")
     finally:
         loop.stop()
         thread.join(30)
+    # Only the genuine review reached the audit topic (and so export-sft).
     (audit,) = [json.loads(v) for _, v, _ in read_all(stack.broker.bootstrap, reviews["audit"])]
     assert audit["verdict_event_id"] == "dec-tampered"
     assert audit["review_id"] == "rev-1"
     assert (audit["policy_id"], audit["policy_version"]) == ("platform", "worker-test-1")
     assert audit["model"] == to_review["model"]
     assert audit["label"] == "fake"
-    (dead,) = [json.loads(v) for _, v, _ in read_all(stack.broker.bootstrap, reviews["review-dlq"])]
-    assert (dead["event_id"], dead["reason"]["code"]) == ("rev-2", "invalid_review")
+    dead = {
+        d["event_id"]: d
+        for d in (
+            json.loads(v) for _, v, _ in read_all(stack.broker.bootstrap, reviews["review-dlq"])
+        )
+    }
+    assert sorted(dead) == sorted(["rev-2", *forged])
+    assert {d["reason"]["code"] for d in dead.values()} == {"invalid_review"}
+    for review_id in forged:
+        assert "ticket does not verify" in dead[review_id]["reason"]["message"], review_id
     # Committed: a second loop in the same group finds nothing left to do.
     committed, ends = committed_vs_end(
         stack.broker.bootstrap, reviews["results"], f"{topics['group']}-reviews"

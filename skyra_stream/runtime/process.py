@@ -32,7 +32,7 @@ from skyra_stream.metrics import Metrics
 from skyra_stream.pipeline import Pipeline
 from skyra_stream.producers.outcomes import OutcomePublisher
 from skyra_stream.runtime.configs import kafka_config, pipeline_config, service_config
-from skyra_stream.runtime.wiring import build_analysis, build_engine
+from skyra_stream.runtime.wiring import build_analysis, build_engine, review_tickets
 from skyra_stream.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -86,7 +86,7 @@ def run(settings: Settings, *, kafka: bool) -> int:
                     break
         elif not stopping.is_set():
             topics = kafka_config(settings)
-            publisher = OutcomePublisher(topics)
+            publisher = OutcomePublisher(topics, tickets=review_tickets(settings))
             pipeline = Pipeline(pipeline_config(settings), analysis, publisher)
             worker = IngestLoop(
                 topics, pipeline, flush=publisher.flush, metrics=metrics, health=health

@@ -11,6 +11,7 @@ from __future__ import annotations
 from skyra_stream.analysis import Analysis
 from skyra_stream.decisions.policy import PolicyFile, load_policy
 from skyra_stream.decisions.reuse import ReuseCache, answer_identity
+from skyra_stream.decisions.review_tickets import ReviewTickets
 from skyra_stream.media.fetch import Fetcher, ObjectFetcher
 from skyra_stream.media.provenance import ProvenanceReader
 from skyra_stream.messages import ModelInfo
@@ -73,4 +74,16 @@ def build_analysis(
             reuse_config(settings), answer_identity(engine_cfg, model, provenance), metrics
         ),
         metrics=metrics,
+    )
+
+
+def review_tickets(settings: Settings) -> ReviewTickets | None:
+    """The review tickets' keys, when set (required with SKYRA_REVIEW_TOPIC and by the
+    review loop)."""
+    key, previous = settings.review_ticket_key, settings.review_ticket_previous_key
+    if key is None:
+        return None
+    return ReviewTickets(
+        key.get_secret_value().encode(),
+        previous.get_secret_value().encode() if previous is not None else None,
     )
