@@ -83,7 +83,7 @@ bench-reuse: setup  ## throughput with the verdict cache vs without, 30 % repost
 bench-windows: setup  ## long uploads: decode and engine cost of 8 windows against 1 (last line: ratios)
 	$(PY) -m benchmarks.windows $(BENCH_ARGS)
 
-bench-analyze: setup  ## peak RSS of `analyze` over 400 clips vs 20 (BENCH_ARGS="--engine vllm": with vLLM)
+bench-analyze: setup  ## peak RSS of `analyze` over 2,000 clips vs 200 (BENCH_ARGS="--engine vllm": with vLLM)
 	$(PY) -m benchmarks.analyze_memory $(BENCH_ARGS)
 
 schemas: setup  ## regenerate schemas/ from the pydantic models

@@ -293,3 +293,26 @@ def test_every_verdict_is_one_info_line_with_what_an_operator_asks_about(
     assert line["fake_probability"] == verdict.fake_probability
     assert line["action"] == verdict.decision.action
     assert line["total_ms"] == verdict.timings_ms.total
+
+
+def test_a_finished_video_leaves_no_reference_cycle_behind(analysis: Analysis, root: Path) -> None:
+    """Frames must be freed when the outcome is dropped, not at the next cyclic collection:
+    a cycle per video once kept every finished run, outcome and 16 frames alive between
+    collections (bench-analyze's memory grew with the number of inputs)."""
+    import gc
+
+    from skyra_stream.media.decode import SampledVideo
+
+    gc.collect()
+    gc.disable()
+    try:
+        for i in range(6):
+            outcome(analysis, job(FileInput(root / f"c{i % 3}.mp4"), event_id=f"cyc-{i}"))
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        leaked = [o for o in gc.garbage if isinstance(o, (SampledVideo, Outcome))]
+        assert leaked == []
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
