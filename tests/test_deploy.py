@@ -113,7 +113,11 @@ def test_every_skyra_variable_is_a_real_setting_and_the_config_is_valid(path: Pa
     fields = {f"SKYRA_{name.upper()}" for name in Settings.model_fields}
     assert _skyra_names(docs) - fields == set()
     data = worker_config(docs)
-    secrets = {"kafka_sasl_username": "u", "kafka_sasl_password": "p"}
+    secrets = {
+        "kafka_sasl_username": "u",
+        "kafka_sasl_password": "p",
+        "review_ticket_key": "r" * 64,
+    }
     values = {k.removeprefix("SKYRA_").lower(): v for k, v in data.items()}
     settings = Settings.model_validate({**values, **secrets})  # env-style strings parse
     assert settings.model_path == Path("/models/skyra")

@@ -99,3 +99,14 @@ def test_api_on_a_public_address_needs_tokens(command: str, tmp_path: Path) -> N
     )
     assert proc.returncode == 2
     assert "SKYRA_API_TOKENS" in proc.stderr
+
+
+def test_the_pipeline_bound_reads_its_new_name_and_its_old_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert Settings().pipeline_max_messages == 64
+    monkeypatch.setenv("SKYRA_PIPELINE_WINDOW", "7")  # the name before 0.2
+    assert Settings().pipeline_max_messages == 7
+    monkeypatch.setenv("SKYRA_PIPELINE_MAX_MESSAGES", "9")  # the new name wins
+    assert Settings().pipeline_max_messages == 9
+    assert Settings(pipeline_max_messages=3).pipeline_max_messages == 3
