@@ -70,9 +70,12 @@ def serve() -> None:
 
 def require_api_auth(settings: Settings) -> None:
     """An API on a non-loopback address without tokens would let anyone spend the GPU."""
+    from skyra_stream.api.guards import ApiTokens
+
     try:
         tokens = settings.bearer_tokens()
-    except OSError as exc:
+        ApiTokens.parse(tokens, rate_per_s=settings.api_rate_per_s, burst=settings.api_burst)
+    except (OSError, ValueError) as exc:
         typer.echo(f"invalid configuration: SKYRA_API_TOKENS_FILE: {exc}", err=True)
         raise typer.Exit(2) from None
     if not tokens and not settings.http_is_loopback():

@@ -44,6 +44,8 @@ class ServiceCode(StrEnum):
     """Answers about the service rather than the input: the API's own codes."""
 
     UNAUTHORIZED = "unauthorized"
+    FORBIDDEN = "forbidden"
+    RATE_LIMITED = "rate_limited"
     OVERLOADED = "overloaded"
     TIMEOUT = "timeout"
     NOT_READY = "not_ready"
@@ -78,6 +80,8 @@ CODES: dict[Code, CodeInfo] = {
     ErrorCode.INVALID_REVIEW: CodeInfo(422, "a review event that does not validate"),
     ErrorCode.INTERNAL_ERROR: CodeInfo(500, "a bug; reported, never a crash"),
     ServiceCode.UNAUTHORIZED: CodeInfo(401, "missing or wrong bearer token"),
+    ServiceCode.FORBIDDEN: CodeInfo(403, "the request names a tenant its token is not bound to"),
+    ServiceCode.RATE_LIMITED: CodeInfo(429, "past the token's rate limit; see Retry-After"),
     ServiceCode.OVERLOADED: CodeInfo(429, "past SKYRA_API_MAX_CONCURRENCY; see Retry-After"),
     ServiceCode.TIMEOUT: CodeInfo(
         504, "past SKYRA_API_TIMEOUT_S; the engine request was cancelled"

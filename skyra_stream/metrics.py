@@ -104,6 +104,19 @@ class Metrics:
         self.api_requests = Counter(
             "skyra_api_requests", "HTTP API requests answered", ["endpoint", "status"], registry=r
         )
+        self.api_tenant_requests = Counter(
+            "skyra_api_tenant_requests",
+            "Authenticated API requests by the token's tenant and what became of them "
+            "(accepted, rate_limited, forbidden)",
+            ["tenant", "result"],
+            registry=r,
+        )
+        self.api_rate_limit = Gauge(
+            "skyra_api_rate_limit_per_second",
+            "Sustained requests per second each token may make, by tenant and token name",
+            ["tenant", "caller"],
+            registry=r,
+        )
         self.api_seconds = Histogram(
             "skyra_api_request_seconds",
             "HTTP API request latency",

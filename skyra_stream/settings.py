@@ -104,8 +104,14 @@ class Settings(BaseSettings):
         default_factory=list, description="Comma-separated bearer tokens the API accepts."
     )
     api_tokens_file: Path | None = Field(
-        default=None, description="File with one bearer token per line (a mounted Secret)."
+        default=None,
+        description="File with one bearer token per line (a mounted Secret), each optionally "
+        "bound: `<token> tenant=T rate=R burst=B name=N`.",
     )
+    api_rate_per_s: float = Field(
+        default=5.0, gt=0, description="Requests per second per token, sustained (429 past it)."
+    )
+    api_burst: int = Field(default=20, ge=1, description="Requests per token at once.")
 
     # -- object storage -------------------------------------------------------------------
     s3_endpoint_url: str | None = Field(
@@ -368,7 +374,8 @@ class Settings(BaseSettings):
         return min(self.kafka_revoke_budget_s, self.kafka_session_timeout_ms / 2000)
 
     def bearer_tokens(self) -> list[str]:
-        """Tokens from SKYRA_API_TOKENS and SKYRA_API_TOKENS_FILE (blank lines and # ignored)."""
+        """Token lines from SKYRA_API_TOKENS and SKYRA_API_TOKENS_FILE (blank lines and #
+        ignored); a file's line may bind its token (`api.guards.ApiTokens.parse`)."""
         tokens = [t.get_secret_value() for t in self.api_tokens]
         if self.api_tokens_file is not None:
             lines = (raw.strip() for raw in self.api_tokens_file.read_text().splitlines())

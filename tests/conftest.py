@@ -92,6 +92,10 @@ def engine_settings(model: Path, **overrides: object):  # type: ignore[no-untype
         # The suite sends the same few clips many times and asserts on each analysis;
         # reuse has its own tests (tests/test_reuse.py).
         "verdict_cache": False,
+        # The API tests send bursts on purpose; rate limits have their own tests
+        # (tests/test_api_tenants.py).
+        "api_rate_per_s": 10_000.0,
+        "api_burst": 10_000,
     }
     values.update(overrides)
     return Settings(**values)

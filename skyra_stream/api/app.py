@@ -28,9 +28,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from skyra_stream import __version__
 from skyra_stream.analysis import Job
 from skyra_stream.api.guards import (
-    BearerTokens,
+    TENANT_HEADER,
+    ApiTokens,
     BodyLimitMiddleware,
     BodyTooLargeError,
+    Caller,
+    RateLimiter,
     RequestIdMiddleware,
 )
 from skyra_stream.api.models import (
@@ -180,7 +183,11 @@ def create_app(
         redoc_url=None,
         openapi_url="/openapi.json" if api else None,
     )
-    tokens = BearerTokens(settings.bearer_tokens())
+    tokens = ApiTokens.parse(
+        settings.bearer_tokens(), rate_per_s=settings.api_rate_per_s, burst=settings.api_burst
+    )
+    for caller in tokens.callers:
+        metrics.api_rate_limit.labels(caller.tenant_label, caller.name).set(caller.rate_per_s)
 
     @app.exception_handler(ApiProblem)
     async def on_problem(request: Request, exc: ApiProblem) -> JSONResponse:
@@ -234,7 +241,7 @@ def create_app(
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     if api:
-        app.include_router(_api_router(settings, tokens, service))
+        app.include_router(_api_router(settings, tokens, service, metrics))
     return _wrap(app, settings, metrics)
 
 
@@ -252,15 +259,43 @@ def _wrap(app: FastAPI, settings: Settings, metrics: Metrics) -> FastAPI:
 
 
 def _api_router(
-    settings: Settings, tokens: BearerTokens, service: AnalyzeService | None
+    settings: Settings, tokens: ApiTokens, service: AnalyzeService | None, metrics: Metrics
 ) -> APIRouter:
+    # Without tokens (allowed on a loopback address only) every caller is one anonymous
+    # caller of the default policy, under the default rate limit.
+    anonymous = Caller("anonymous", None, settings.api_rate_per_s, settings.api_burst)
+    limiter = RateLimiter()
+
     async def authorized(request: Request) -> None:
-        if not tokens.allows(request.headers.get("authorization")):
+        """Who is calling (401 without a valid token), within their rate limit (429 with
+        Retry-After); the caller's tenant then decides the request's policy."""
+        caller = tokens.caller(request.headers.get("authorization")) if tokens.enabled else None
+        if caller is None and tokens.enabled:
             raise ApiProblem(
                 ServiceCode.UNAUTHORIZED,
                 "a valid `Authorization: Bearer <token>` header is required",
                 {"WWW-Authenticate": 'Bearer realm="skyra-stream"'},
             )
+        caller = caller or anonymous
+        wait = limiter.retry_after(caller)
+        if wait is not None:
+            metrics.api_tenant_requests.labels(caller.tenant_label, "rate_limited").inc()
+            raise ApiProblem(
+                ServiceCode.RATE_LIMITED,
+                f"past {caller.rate_per_s:g} requests per second (burst {caller.burst}) "
+                f"for this token",
+                {"Retry-After": str(max(1, math.ceil(wait)))},
+            )
+        named = request.headers.get(TENANT_HEADER)
+        if named is not None and named != caller.tenant:
+            metrics.api_tenant_requests.labels(caller.tenant_label, "forbidden").inc()
+            raise ApiProblem(
+                ServiceCode.FORBIDDEN,
+                "this token is not bound to the tenant the request names; a token's "
+                "requests are decided for its own tenant only",
+            )
+        metrics.api_tenant_requests.labels(caller.tenant_label, "accepted").inc()
+        request.state.tenant = caller.tenant
 
     router = APIRouter(prefix="/v1", tags=["analyze"], dependencies=[Depends(authorized)])
 
@@ -295,7 +330,7 @@ def _api_router(
         summary="Analyse one video: an upload (multipart `file`) or an `s3://` URI (JSON)",
     )
     async def analyze(request: Request) -> Verdict:
-        rid = request.state.request_id
+        rid, tenant = request.state.request_id, request.state.tenant
         kind = _content_kind(request)
 
         # Admitted before the body is read: past the bound, a caller learns it (429) without
@@ -303,7 +338,9 @@ def _api_router(
         async def work(s: AnalyzeService) -> Verdict:
             if kind == "json":
                 body = _parse(AnalyzeUri, await request.body())
-                job = s.uri_job(body.uri, f"api-{rid}", body.video_id, body.version_id)
+                job = s.uri_job(
+                    body.uri, f"api-{rid}", body.video_id, body.version_id, tenant=tenant
+                )
                 return await s.verdict(job)
             form = await _form(request, max_files=1)
             try:
@@ -316,6 +353,7 @@ def _api_router(
                     upload.filename,
                     f"api-{rid}",
                     _text(form.get("video_id")),
+                    tenant=tenant,
                 )
                 return await s.verdict(job)
             finally:
@@ -331,7 +369,7 @@ def _api_router(
         summary="Analyse up to SKYRA_API_MAX_BATCH videos concurrently; results in order",
     )
     async def analyze_batch(request: Request) -> BatchResult:
-        rid = request.state.request_id
+        rid, tenant = request.state.request_id, request.state.tenant
         kind = _content_kind(request)
         form = None
         jobs: list[Callable[[AnalyzeService], Job]] = []
@@ -340,7 +378,7 @@ def _api_router(
                 batch = _parse(AnalyzeBatch, await request.body())
                 _check_batch(len(batch.items), settings)
                 for i, item in enumerate(batch.items):
-                    jobs.append(_uri_job(item, f"api-{rid}-{i}"))
+                    jobs.append(_uri_job(item, f"api-{rid}-{i}", tenant))
             else:
                 form = await _form(request, max_files=settings.api_max_batch)
                 uploads = [f for f in form.getlist("files") if isinstance(f, StarletteUpload)]
@@ -348,7 +386,7 @@ def _api_router(
                     raise ApiProblem(ErrorCode.INVALID_EVENT, "multipart field `files` is required")
                 _check_batch(len(uploads), settings)
                 for i, upload in enumerate(uploads):
-                    jobs.append(_upload_job(upload, f"api-{rid}-{i}"))
+                    jobs.append(_upload_job(upload, f"api-{rid}-{i}", tenant))
             results = await admitted(len(jobs), lambda s: _gather(s, jobs, settings, rid))
             return BatchResult(request_id=rid, results=results)
         finally:
@@ -378,7 +416,10 @@ def _api_router(
             )
         stamps = _timestamps(timestamps)
         files = [f.file for f in frames]
-        return await one(lambda s: s.frames_job(files, stamps, f"api-{rid}", video_id))
+        tenant = request.state.tenant
+        return await one(
+            lambda s: s.frames_job(files, stamps, f"api-{rid}", video_id, tenant=tenant)
+        )
 
     return router
 
@@ -403,12 +444,18 @@ async def _gather(
     return list(await asyncio.gather(*(item(i, j) for i, j in enumerate(jobs))))
 
 
-def _uri_job(item: AnalyzeUri, event_id: str) -> Callable[[AnalyzeService], Job]:
-    return lambda s: s.uri_job(item.uri, event_id, item.video_id, item.version_id)
+def _uri_job(
+    item: AnalyzeUri, event_id: str, tenant: str | None
+) -> Callable[[AnalyzeService], Job]:
+    return lambda s: s.uri_job(item.uri, event_id, item.video_id, item.version_id, tenant=tenant)
 
 
-def _upload_job(upload: StarletteUpload, event_id: str) -> Callable[[AnalyzeService], Job]:
-    return lambda s: s.upload_job(upload.file, upload.size or 0, upload.filename, event_id, None)
+def _upload_job(
+    upload: StarletteUpload, event_id: str, tenant: str | None
+) -> Callable[[AnalyzeService], Job]:
+    return lambda s: s.upload_job(
+        upload.file, upload.size or 0, upload.filename, event_id, None, tenant=tenant
+    )
 
 
 def _check_batch(n: int, settings: Settings) -> None:

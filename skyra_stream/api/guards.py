@@ -1,4 +1,5 @@
-"""What stands in front of every route: request ids, the body-size bound and bearer tokens.
+"""What stands in front of every route: request ids, the body-size bound, bearer tokens bound
+to tenants, and a rate limit per token.
 
 The body bound is a raw ASGI middleware because it must act while the body streams in: a
 declared Content-Length over the limit is refused before one byte is read, and a chunked
@@ -8,16 +9,22 @@ or spool more than `api_max_body_bytes`.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import re
+import threading
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import structlog
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUEST_ID_HEADER = "x-request-id"
+# A request may name its tenant; it must be the tenant its token is bound to (else 403).
+TENANT_HEADER = "x-skyra-tenant"
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -128,25 +135,108 @@ async def _too_large(scope: Scope, send: Send, limit: int) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-class BearerTokens:
-    """Constant-time check of `Authorization: Bearer <token>` against the configured set."""
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who a token is: a name for metrics and logs (never the token itself), the tenant whose
+    policy decides its requests (None: the default policy), and its rate limit."""
 
-    def __init__(self, tokens: Sequence[str]) -> None:
-        self._tokens = [t.encode() for t in tokens if t]
+    name: str
+    tenant: str | None
+    rate_per_s: float
+    burst: int
+
+    @property
+    def tenant_label(self) -> str:
+        return self.tenant or "default"
+
+
+_OPTIONS = frozenset({"tenant", "rate", "burst", "name"})
+_NAME = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+class ApiTokens:
+    """Bearer tokens and the caller each one stands for.
+
+    A line of the tokens file (a mounted Secret) is `<token> [tenant=T] [rate=R] [burst=B]
+    [name=N]`: the token, the tenant its requests are decided for, its own rate limit (R
+    requests per second sustained, B at once) and a name for metrics (by default a short
+    hash of the token). A bare token (and every SKYRA_API_TOKENS entry) has no tenant: the
+    default policy decides. The check is constant-time over every token."""
+
+    def __init__(self, callers: Sequence[tuple[str, Caller]]) -> None:
+        self._callers = [(token.encode(), caller) for token, caller in callers if token]
+
+    @classmethod
+    def parse(cls, lines: Sequence[str], *, rate_per_s: float, burst: int) -> ApiTokens:
+        callers = []
+        for n, line in enumerate(lines, 1):
+            token, *options = line.split()
+            values: dict[str, str] = {}
+            for option in options:
+                key, sep, value = option.partition("=")
+                if not sep or key not in _OPTIONS or not _NAME.match(value):
+                    # Never echo the line: it holds a token.
+                    raise ValueError(
+                        f"tokens line {n}: option {key!r} is not key=value of "
+                        f"{sorted(_OPTIONS)} with a plain value"
+                    )
+                values[key] = value
+            digest = hashlib.sha256(token.encode()).hexdigest()[:8]
+            try:
+                caller = Caller(
+                    name=values.get("name", f"token-{digest}"),
+                    tenant=values.get("tenant"),
+                    rate_per_s=float(values.get("rate", rate_per_s)),
+                    burst=int(values.get("burst", burst)),
+                )
+            except ValueError:
+                raise ValueError(f"tokens line {n}: rate and burst must be numbers") from None
+            if caller.rate_per_s <= 0 or caller.burst < 1:
+                raise ValueError(f"tokens line {n}: rate must be > 0 and burst >= 1")
+            callers.append((token, caller))
+        return cls(callers)
 
     @property
     def enabled(self) -> bool:
-        return bool(self._tokens)
+        return bool(self._callers)
 
-    def allows(self, authorization: str | None) -> bool:
-        if not self._tokens:
-            return True
+    @property
+    def callers(self) -> list[Caller]:
+        return [caller for _, caller in self._callers]
+
+    def caller(self, authorization: str | None) -> Caller | None:
+        """The caller of a valid `Authorization: Bearer <token>`, else None."""
         if not authorization:
-            return False
+            return None
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token:
-            return False
+            return None
         given = token.strip().encode()
+        found = None
         # Compare against every token so the time taken does not say which one was close.
-        matches = [hmac.compare_digest(given, t) for t in self._tokens]
-        return any(matches)
+        for candidate, caller in self._callers:
+            if hmac.compare_digest(given, candidate):
+                found = caller
+        return found
+
+
+class RateLimiter:
+    """A token bucket per caller: `burst` requests at once, refilled at `rate_per_s`."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}  # name -> (tokens, at)
+        self._lock = threading.Lock()
+
+    def retry_after(self, caller: Caller) -> float | None:
+        """Take one request from the caller's bucket: None when allowed, else the seconds
+        until the next one would be."""
+        now = self._clock()
+        with self._lock:
+            tokens, at = self._buckets.get(caller.name, (float(caller.burst), now))
+            tokens = min(float(caller.burst), tokens + (now - at) * caller.rate_per_s)
+            if tokens >= 1.0:
+                self._buckets[caller.name] = (tokens - 1.0, now)
+                return None
+            self._buckets[caller.name] = (tokens, now)
+            return (1.0 - tokens) / caller.rate_per_s

@@ -45,6 +45,7 @@ class ServiceConfig:
     max_concurrency: int = 8
     priority: int = -10
     timeout_s: float = 120.0
+    tenant_metadata_key: str = "tenant"
 
 
 class AnalyzeService:
@@ -79,10 +80,17 @@ class AnalyzeService:
     # -- jobs: the request as the ingest event the worker would have read --------------------
 
     def uri_job(
-        self, uri: str, event_id: str, video_id: str | None, version_id: str | None = None
+        self,
+        uri: str,
+        event_id: str,
+        video_id: str | None,
+        version_id: str | None = None,
+        *,
+        tenant: str | None = None,
     ) -> Job:
         return self._job(
             ObjectInput(uri, version_id),
+            tenant,
             event_id=event_id,
             video_id=video_id or uri[-512:],
             uri=uri,
@@ -90,11 +98,19 @@ class AnalyzeService:
         )
 
     def upload_job(
-        self, body: IO[bytes], size: int, filename: str | None, event_id: str, video_id: str | None
+        self,
+        body: IO[bytes],
+        size: int,
+        filename: str | None,
+        event_id: str,
+        video_id: str | None,
+        *,
+        tenant: str | None = None,
     ) -> Job:
         uri = f"upload:{_clean(filename) or 'video'}"
         return self._job(
             StreamInput(body, size),
+            tenant,
             event_id=event_id,
             video_id=video_id or uri,
             uri=uri,
@@ -107,17 +123,23 @@ class AnalyzeService:
         timestamps_s: Sequence[float],
         event_id: str,
         video_id: str | None,
+        *,
+        tenant: str | None = None,
     ) -> Job:
         return self._job(
             FramesInput(images, timestamps_s),
+            tenant,
             event_id=event_id,
             video_id=video_id or event_id,
             uri="frames:",
         )
 
-    def _job(self, inp: VideoInput, **fields: Any) -> Job:
+    def _job(self, inp: VideoInput, tenant: str | None, **fields: Any) -> Job:
         """The same validation as an ingest event (ids without control characters, lengths),
-        so the same 422 for what it refuses."""
+        so the same 422 for what it refuses. The tenant is the caller's token's, never the
+        request's: it rides in the event's metadata, where the policy looks for it."""
+        if tenant is not None:
+            fields["metadata"] = {self.config.tenant_metadata_key: tenant}
         return Job(validate_event(fields), inp, priority=self.config.priority)
 
     # -- the analysis -----------------------------------------------------------------------

@@ -62,6 +62,7 @@ def service_config(settings: Settings) -> ServiceConfig:
         max_concurrency=settings.api_max_concurrency,
         priority=settings.api_priority,
         timeout_s=settings.api_timeout_s,
+        tenant_metadata_key=settings.tenant_metadata_key,
     )
 
 
