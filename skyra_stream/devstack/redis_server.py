@@ -12,6 +12,7 @@ import importlib.util
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from skyra_stream.devstack.broker import free_port
@@ -30,9 +31,12 @@ def redis_binary() -> Path:
 
 
 class RedisServer:
-    def __init__(self, log_path: Path, port: int | None = None) -> None:
+    def __init__(
+        self, log_path: Path, port: int | None = None, extra_args: Sequence[str] = ()
+    ) -> None:
         self.port = port or free_port()
         self.log_path = log_path
+        self.extra_args = list(extra_args)  # e.g. an ACL user: ["--user", "name", "on", ">pw", ...]
         self.proc: subprocess.Popen[bytes] | None = None
         self.start()
 
@@ -58,6 +62,7 @@ class RedisServer:
                     "64mb",
                     "--maxmemory-policy",
                     "allkeys-lru",
+                    *self.extra_args,
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -67,7 +72,8 @@ class RedisServer:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as conn:
                     conn.sendall(b"PING\r\n")
-                    if conn.recv(16).startswith(b"+PONG"):
+                    # NOAUTH: up, with the default user switched off (an ACL test)
+                    if conn.recv(16).startswith((b"+PONG", b"-NOAUTH")):
                         return
             except OSError:
                 pass
