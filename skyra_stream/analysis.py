@@ -34,6 +34,7 @@ from pathlib import Path
 
 import structlog
 
+from skyra_stream.decisions.calibration import CalibrationFile, calibrate_verdict
 from skyra_stream.decisions.policy import (
     PolicyFile,
     before_model_inputs,
@@ -180,6 +181,7 @@ class Analysis:
         policies: PolicyFile,
         provenance: ProvenanceReader | None = None,
         reuse: ReuseCache | None = None,
+        calibration: CalibrationFile | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         self.config = config
@@ -191,6 +193,7 @@ class Analysis:
         self.policies = policies
         self.provenance = provenance
         self.reuse = reuse
+        self.calibration = calibration
         self.metrics = metrics or Metrics()
         self.worker = worker_info(config.worker_id)
         # Both pools take API jobs (negative priority) before the backlog, as the engine's
@@ -436,6 +439,7 @@ class Analysis:
                 "fingerprint": run.fingerprint,
             }
         )
+        verdict = calibrate_verdict(verdict, self.calibration)
         decision = decide(self.policies, inputs_of(verdict, self.tenant(run.job.event)))
         verdict = verdict.model_copy(update={"decision": decision})
         self._count_decision(decision)
@@ -480,6 +484,7 @@ class Analysis:
             content_sha256=sha256,
             created_at=datetime.now(UTC),
         )
+        verdict = calibrate_verdict(verdict, self.calibration)
         decision = decide(self.policies, inputs_of(verdict, self.tenant(event)))
         verdict = verdict.model_copy(update={"decision": decision})
         self.metrics.gpu_requests_saved.inc()

@@ -34,7 +34,20 @@ def load_settings() -> Settings:
             typer.echo(f"invalid configuration: {name}: {err['msg']}", err=True)
         raise typer.Exit(2) from None
     policies_or_exit(settings.policy_file, "invalid configuration: SKYRA_POLICY_FILE: ")
+    calibration_or_exit(settings)
     return settings
+
+
+def calibration_or_exit(settings: Settings) -> None:
+    """A calibration made for another model stops the process before it serves anything."""
+    from skyra_stream.decisions.calibration import CalibrationError
+    from skyra_stream.runtime.wiring import calibration
+
+    try:
+        calibration(settings)
+    except CalibrationError as exc:
+        typer.echo(f"invalid configuration: SKYRA_CALIBRATION_FILE: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 def policies_or_exit(path: Path | None, prefix: str = "") -> PolicyFile:
@@ -124,12 +137,18 @@ def evaluate(
         predictions = checkpoint.path
     scores, means = score(read_predictions(predictions))
     written = write_report(scores, means, out)
+    from skyra_stream.evaluation.calibration_fit import write_raw_reliability
+
+    png, raw_ece = write_raw_reliability(predictions, out)
+    written += [out / "reliability.json", png]
     for s in scores:
         typer.echo(
             f"{s.generator:<28} pairs={s.pairs:<5} "
             + "  ".join(f"{m}={getattr(s, m) * 100:6.2f}" for m in METRICS)
         )
     typer.echo(f"{'mean':<28} {'':11}" + "  ".join(f"{m}={means[m] * 100:6.2f}" for m in METRICS))
+    if raw_ece is not None:
+        typer.echo(f"raw P(fake): ECE {raw_ece:.3f} (15 equal-width bins; see reliability.png)")
     typer.echo(f"wrote {', '.join(str(p) for p in written)}", err=True)
 
 
@@ -274,3 +293,168 @@ def policy_test(
     if bad:
         typer.echo(f"{bad} lines were not verdicts", err=True)
     raise typer.Exit(2 if bad else 0)
+
+
+@commands.command("calibrate")
+def calibrate_cmd(
+    predictions: Annotated[
+        list[Path], typer.Option(help="`skyra-stream eval` predictions.jsonl (repeatable).")
+    ],
+    model: Annotated[str, typer.Option(help="NAME[@REVISION] of the model the scores are of.")],
+    out: Annotated[Path, typer.Option(help="The calibration file to write (and a .png).")],
+    audit: Annotated[
+        list[Path] | None, typer.Option(help="Audit records (reviewed verdicts), repeatable.")
+    ] = None,
+    method: Annotated[str, typer.Option(help="temperature (default) or isotonic.")] = (
+        "temperature"
+    ),
+    seed: Annotated[int, typer.Option(help="Seed of the fit/held-out split.")] = 0,
+) -> None:
+    """Fit a calibration of P(fake) for one model on labelled scores, measured on a held-out
+    30 % split (stratified by source): ECE, Brier and log loss before and after, overall and
+    per source. Last line: `calibration method=.. temperature=.. ece_before=.. ece_after=.. n=..`.
+    Exit 0 written, 2 when the data cannot support a fit."""
+    from skyra_stream.decisions.calibration import CalibrationError, parse_model
+    from skyra_stream.evaluation.calibration_fit import (
+        NotEnoughData,
+        summary_line,
+        write_calibration,
+    )
+    from skyra_stream.evaluation.labelled import read_labelled
+
+    if method not in ("temperature", "isotonic"):
+        typer.echo(f"--method {method!r}: temperature or isotonic", err=True)
+        raise typer.Exit(2)
+    try:
+        data = read_labelled(predictions, audit or [])
+        calibration, png = write_calibration(
+            data,
+            parse_model(model),
+            out,
+            "isotonic" if method == "isotonic" else "temperature",
+            seed,
+        )
+    except (OSError, CalibrationError, NotEnoughData) as exc:
+        typer.echo(f"cannot calibrate: {exc}", err=True)
+        raise typer.Exit(2) from None
+    for problem in data.problems:
+        typer.echo(problem, err=True)
+    typer.echo(f"{'source':<28} {'n':>6} {'ece':>13} {'brier':>13} {'log loss':>13}")
+    rows = [("all", calibration.overall), *calibration.by_source.items()]
+    for name, g in rows:
+        typer.echo(
+            f"{name:<28} {g.before.n:>6} {g.before.ece:>6.3f}->{g.after.ece:<6.3f}"
+            f"{g.before.brier:>6.3f}->{g.after.brier:<6.3f}"
+            f"{g.before.log_loss:>6.3f}->{g.after.log_loss:<6.3f}"
+        )
+    typer.echo(
+        f"wrote {out} and {png}; {data.scored and len(data.records) - len(data.scored)} "
+        "records without a probability left out",
+        err=True,
+    )
+    typer.echo(summary_line(calibration))
+
+
+@commands.command("calibrate-check")
+def calibrate_check(
+    file: Annotated[Path, typer.Argument(help="A calibration file.")],
+    model: Annotated[
+        str | None,
+        typer.Option(help="NAME[@REVISION] to check against (default: the served model)."),
+    ] = None,
+) -> None:
+    """Validate a calibration file as the worker does at start. Exit 0 valid, 2 not."""
+    from skyra_stream.decisions.calibration import CalibrationError, load_calibration, parse_model
+    from skyra_stream.runtime.wiring import model_info
+
+    try:
+        target = parse_model(model) if model else model_info(load_settings())
+        calibration = load_calibration(file, target)
+    except CalibrationError as exc:
+        typer.echo(f"{exc}", err=True)
+        raise typer.Exit(2) from None
+    o = calibration.overall
+    typer.echo(
+        f"{file}: {calibration.method} for {target.name}@{target.revision or '-'}, held-out "
+        f"ECE {o.before.ece:.3f} -> {o.after.ece:.3f} (n={o.after.n}): valid"
+    )
+
+
+@policy_app.command("tune")
+def policy_tune(
+    file: Annotated[Path, typer.Argument(help="Policy file to tune.")],
+    labels: Annotated[
+        list[Path], typer.Option(help="Labelled scores: eval predictions or audit records.")
+    ],
+    target_precision: Annotated[float, typer.Option(help="Precision `block` must show.")] = 0.95,
+    max_review_rate: Annotated[float, typer.Option(help="Largest share sent to review.")] = 0.10,
+    tenant: Annotated[str | None, typer.Option(help="Tune this tenant's policy.")] = None,
+    calibration: Annotated[
+        Path | None, typer.Option(help="Calibration in force (default SKYRA_CALIBRATION_FILE).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Where the tuned policy goes.")] = None,
+) -> None:
+    """Pick the lowest block threshold whose precision's 95 % lower bound meets the target,
+    and a review band under it sized by the maximum review rate; write the tuned policy (a
+    new version), print the table and the diff, and a precision-recall PNG beside it. Exit 0
+    tuned, 2 when the labels cannot show the target (it says how many more would)."""
+    import difflib
+    import json
+
+    import yaml
+
+    from skyra_stream.decisions.calibration import CalibrationFile
+    from skyra_stream.evaluation.labelled import read_labelled
+    from skyra_stream.evaluation.thresholds import precision_recall_png, tune, tuned_policy
+
+    policies = policies_or_exit(file)
+    if tenant is not None and tenant not in policies.tenants:
+        typer.echo(f"{file}: no tenant {tenant!r}", err=True)
+        raise typer.Exit(2)
+    path = calibration or Settings().calibration_file
+    mapping = None
+    if path is not None:
+        mapping = CalibrationFile.model_validate_json(path.read_bytes())
+    is_audit = [p for p in labels if _looks_like_audit(p)]
+    data = read_labelled([p for p in labels if p not in is_audit], is_audit)
+    result = tune(
+        data.records, target_precision, max_review_rate, mapping.apply if mapping else lambda p: p
+    )
+    typer.echo(
+        f"{'t':>6} {'blocked':>8} {'precision':>9} {'95% CI':>15} {'recall':>7} {'share':>6}"
+    )
+    for r in result.rows:
+        if r.blocked:
+            typer.echo(
+                f"{r.threshold:>6.3f} {r.blocked:>8} {r.precision:>9.3f} "
+                f"[{r.low:.3f}, {r.high:.3f}] {r.recall:>7.3f} {r.share_blocked:>6.3f}"
+            )
+    target = out or file.with_name(file.stem + ".tuned.yaml")
+    png = precision_recall_png(
+        result.rows, target_precision, result.block, target.with_suffix(".png")
+    )
+    typer.echo(result.message, err=True)
+    if result.block is None:
+        raise typer.Exit(2)
+    new = tuned_policy(policies, tenant, result.block, result.review)
+    before = yaml.safe_dump(
+        json.loads(policies.model_dump_json(exclude_none=True)), sort_keys=False
+    )
+    after = yaml.safe_dump(json.loads(new.model_dump_json(exclude_none=True)), sort_keys=False)
+    target.write_text(after, encoding="utf-8")
+    sys.stdout.writelines(
+        difflib.unified_diff(
+            before.splitlines(True), after.splitlines(True), str(file), str(target)
+        )
+    )
+    typer.echo(
+        f"tuned block={result.block} review={result.review} share_review={result.share_review:.3f}"
+        f" wrote {target} and {png}",
+        err=True,
+    )
+
+
+def _looks_like_audit(path: Path) -> bool:
+    with path.open(encoding="utf-8") as f:
+        first = next((line for line in f if line.strip()), "")
+    return '"review_id"' in first

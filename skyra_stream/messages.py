@@ -140,6 +140,24 @@ class WorkerInfo(_Message):
     version: str
 
 
+PROBABILITY_DOC = (
+    "P(fake) after the calibration named in `calibration` (the file made for this model from "
+    "labelled data): what policies threshold. Equal to `fake_probability_raw` when no "
+    "calibration is set. Null when the model gave no usable answer."
+)
+RAW_PROBABILITY_DOC = (
+    "The model's own P(fake): the probability of `Fake` at the answer position, renormalised "
+    "over Fake and Real. Not calibrated (greedy RL-tuned models are overconfident)."
+)
+
+
+class CalibrationRef(_Message):
+    """Which calibration turned `fake_probability_raw` into `fake_probability`."""
+
+    id: str = Field(description="The calibration file's id.")
+    method: Literal["temperature", "isotonic"]
+
+
 class Segment(_Message):
     """One window of a long upload, analysed like a whole short video."""
 
@@ -147,7 +165,12 @@ class Segment(_Message):
     end_s: float
     status: Literal["ok", "unparseable"]
     label: Literal["fake", "real"] | None
-    fake_probability: Annotated[float, Field(ge=0.0, le=1.0)] | None
+    fake_probability: Annotated[float, Field(ge=0.0, le=1.0)] | None = Field(
+        description=PROBABILITY_DOC
+    )
+    fake_probability_raw: Annotated[float, Field(ge=0.0, le=1.0)] | None = Field(
+        default=None, description=RAW_PROBABILITY_DOC
+    )
     artifacts: list[Artifact] = Field(description="Times on the video's clock.")
     timestamps_s: list[float] = Field(description="The window's sampled frames.")
 
@@ -195,7 +218,10 @@ class DecisionInputs(_Message):
     tenant: str | None
     status: Literal["ok", "unparseable", "skipped"]
     label: Literal["fake", "real"] | None
-    fake_probability: float | None
+    fake_probability: float | None = Field(description="Calibrated: what the rules read.")
+    fake_probability_raw: float | None = Field(
+        default=None, description="The model's own, before calibration."
+    )
     artifact_types: list[str]
     categories: list[str]
     groups: list[str]
@@ -236,7 +262,17 @@ class Verdict(_Message):
         "in both)."
     )
     label: Literal["fake", "real"] | None
-    fake_probability: Annotated[float, Field(ge=0.0, le=1.0)] | None
+    fake_probability: Annotated[float, Field(ge=0.0, le=1.0)] | None = Field(
+        description=PROBABILITY_DOC
+    )
+    fake_probability_raw: Annotated[float, Field(ge=0.0, le=1.0)] | None = Field(
+        default=None, description=RAW_PROBABILITY_DOC
+    )
+    calibration: CalibrationRef | None = Field(
+        default=None,
+        description="The calibration applied (SKYRA_CALIBRATION_FILE); null when none is "
+        "set, and then both probabilities are equal.",
+    )
     artifacts: list[Artifact]
     cleared_regions: list[Region]
     explanation: str | None

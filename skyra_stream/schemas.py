@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from skyra_stream.decisions.calibration import CalibrationFile
 from skyra_stream.decisions.policy import PolicyFile
 from skyra_stream.messages import AuditRecord, DeadLetter, IngestEvent, ReviewEvent, Verdict
 
@@ -21,8 +22,9 @@ MODELS: dict[str, type[BaseModel]] = {
     "dead_letter": DeadLetter,
     "review_event": ReviewEvent,
     "audit_record": AuditRecord,
-    # Not a message, but a file operators write: editors validate it with this schema.
+    # Not messages, but files operators write or keep: editors and CI validate them.
     "policy": PolicyFile,
+    "calibration": CalibrationFile,
 }
 
 

@@ -202,6 +202,12 @@ class Settings(BaseSettings):
         description="YAML or JSON policy file (skyra_stream.decisions.policy); the built-in "
         "default (review what the model calls fake or cannot answer, allow the rest) when unset.",
     )
+    calibration_file: Path | None = Field(
+        default=None,
+        description="Calibration of P(fake) for the served model (`skyra-stream calibrate`); "
+        "a file made for another model name or revision stops the process at start. Unset: "
+        "verdicts carry the model's raw P(fake).",
+    )
     tenant_metadata_key: str = Field(
         default="tenant", min_length=1, description="The ingest metadata key naming the tenant."
     )

@@ -125,8 +125,13 @@ def test_eval_runs_resumes_and_scores(tmp_path: Path) -> None:
         "balanced_accuracy.png",
         "fake_recall.png",
         "fake_f1.png",
+        "reliability.png",
     ):
         assert (out / name).exists(), name
+    reliability = json.loads((out / "reliability.json").read_text())
+    assert (reliability["n"], reliability["without_probability"]) == (5, 1)
+    assert 0.0 <= reliability["ece"] <= 1.0
+    assert "raw P(fake): ECE" in first.stdout
     # Nothing left to run: the engine is never started (the vLLM engine here has no model
     # and would fail with exit 1 if it were).
     again = run("eval", "--bench-root", str(root), "--out", str(out), SKYRA_ENGINE="vllm")

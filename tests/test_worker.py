@@ -24,12 +24,13 @@ import pytest
 from kafka import KafkaProducer
 
 from skyra_stream.consumers.review_loop import ReviewLoop
+from skyra_stream.decisions.calibration import CalibrationFile
 from skyra_stream.devstack.broker import TansuBroker, committed_vs_end, paused, read_all
 from skyra_stream.devstack.credentials import GENERATED, make_chain, sign_mp4, tamper
 from skyra_stream.devstack.faulty_proxy import Fault, FaultyProxy
 from skyra_stream.devstack.processes import ChildProcess
 from skyra_stream.media.samples import VideoSpec, write_video
-from skyra_stream.messages import IngestEvent
+from skyra_stream.messages import IngestEvent, ModelInfo
 from skyra_stream.producers.ingest import IngestProducer
 from skyra_stream.runtime.configs import kafka_config
 from skyra_stream.runtime.wiring import review_tickets
@@ -188,6 +189,17 @@ def accounted(stack: Stack, topics: dict[str, str], ids: set[str]) -> Callable[[
 
 
 REVIEW_TICKET_KEY = "t" * 40
+
+
+def worker_calibration(model_name: str) -> CalibrationFile:
+    """A temperature calibration for the tiny model (the folder's name is the model's)."""
+    fixture = Path(__file__).with_name("data") / "calibration.json"
+    base = CalibrationFile.model_validate_json(fixture.read_text())
+    return base.model_copy(
+        update={"id": "worker-test-cal", "model": ModelInfo(name=model_name), "temperature": 3.0}
+    )
+
+
 WORKER_POLICY = """
 version: worker-test-1
 default:
@@ -210,6 +222,8 @@ def worker_a(stack: Stack) -> Iterator[tuple[Worker, dict[str, str]]]:
     policy.write_text(WORKER_POLICY)
     topics["review"] = topics["ingest"] + "-review"
     stack.broker.create_topics([topics["review"]], 1)
+    calibration = stack.logs / "calibration.json"
+    calibration.write_text(worker_calibration(stack.model.name).model_dump_json())
     # Also serves the analyze API on its HTTP port, on the same engine (loopback: no token).
     worker = Worker(
         stack,
@@ -220,6 +234,7 @@ def worker_a(stack: Stack) -> Iterator[tuple[Worker, dict[str, str]]]:
         policy_file=policy,
         review_topic=topics["review"],
         review_ticket_key=REVIEW_TICKET_KEY,
+        calibration_file=calibration,
     )
     try:
         worker.wait_ready()
@@ -243,9 +258,22 @@ def test_good_events_get_one_verdict_each(
     mine = [v for v in verdicts if v["event_id"] in ids]
     assert sorted(v["event_id"] for v in mine) == sorted(ids)
     assert not [d for d in dead if d["event_id"] in ids]
+    calibration = worker_calibration(stack.model.name)
     for v in mine:
         assert v["status"] in ("ok", "unparseable")
         assert v["video"]["frames_sampled"] == 16
+        # P(fake) is the calibration applied to the model's own, and the decision read it.
+        assert v["calibration"] == {"id": "worker-test-cal", "method": "temperature"}
+        inputs = v["decision"]["inputs"]
+        assert inputs["fake_probability"] == v["fake_probability"]
+        assert inputs["fake_probability_raw"] == v["fake_probability_raw"]
+        if v["fake_probability_raw"] is not None:
+            expected = calibration.apply(v["fake_probability_raw"])
+            assert v["fake_probability"] == pytest.approx(expected)
+            assert (
+                v["fake_probability"] != v["fake_probability_raw"]
+                or abs(v["fake_probability_raw"] - 0.5) < 1e-6
+            )
         assert v["source"]["etag"]
         assert v["worker"]["id"] == "worker-a"
         assert v["timings_ms"]["total"] > 0

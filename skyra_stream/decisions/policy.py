@@ -243,6 +243,7 @@ def inputs_of(
         status=verdict.status,
         label=verdict.label,
         fake_probability=verdict.fake_probability,
+        fake_probability_raw=verdict.fake_probability_raw,
         artifact_types=sorted({a.type for a in verdict.artifacts}),
         categories=sorted({a.category for a in verdict.artifacts if a.category}),
         groups=sorted({a.group for a in verdict.artifacts if a.group}),

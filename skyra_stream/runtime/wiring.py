@@ -9,6 +9,7 @@ in (`fetcher=`, `policies=`) instead of patching.
 from __future__ import annotations
 
 from skyra_stream.analysis import Analysis
+from skyra_stream.decisions.calibration import CalibrationFile, load_calibration
 from skyra_stream.decisions.policy import PolicyFile, load_policy
 from skyra_stream.decisions.reuse import ReuseCache, answer_identity
 from skyra_stream.decisions.review_tickets import ReviewTickets
@@ -73,8 +74,16 @@ def build_analysis(
         reuse=ReuseCache.build(
             reuse_config(settings), answer_identity(engine_cfg, model, provenance), metrics
         ),
+        calibration=calibration(settings),
         metrics=metrics,
     )
+
+
+def calibration(settings: Settings) -> CalibrationFile | None:
+    """SKYRA_CALIBRATION_FILE checked for the served model (CalibrationError otherwise)."""
+    if settings.calibration_file is None:
+        return None
+    return load_calibration(settings.calibration_file, model_info(settings))
 
 
 def review_tickets(settings: Settings) -> ReviewTickets | None:
