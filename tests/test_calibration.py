@@ -170,7 +170,8 @@ def test_policy_tune_writes_a_new_version_with_the_tuned_rules(tmp_path: Path) -
     policy.write_text(
         "version: p-1\n"
         "default: {id: platform, otherwise: allow, rules: ["
-        "{name: maybe-fake, action: review, when: {min_fake_probability: 0.5}}]}\n"
+        "{name: maybe-fake, action: review, when: {min_fake_probability: 0.5}},"
+        "{name: blur, action: review, when: {artifact_types: [Unnatural Blur]}}]}\n"
     )
     labels = synthetic(tmp_path / "tune.jsonl", 1.0, seed=4)
     result = CliRunner().invoke(
@@ -183,6 +184,8 @@ def test_policy_tune_writes_a_new_version_with_the_tuned_rules(tmp_path: Path) -
     text = tuned.read_text()
     assert "version: p-1+tuned." in text
     assert "tuned-block" in text
+    assert "maybe-fake" not in text  # superseded: it would review outside the tuned band
+    assert "name: blur" in text  # a rule on artifacts stays
     assert "+  - name: tuned-block" in result.stdout  # the diff
     assert tuned.with_suffix(".png").is_file()
 

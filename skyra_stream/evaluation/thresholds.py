@@ -10,7 +10,8 @@ wide as the maximum review rate allows. Too few labels to show the target: the t
 and how many labels at the best precision seen would, instead of picking.
 
 The tuned policy is the input policy with two rules at the top of the chosen policy
-(`tuned-block`, `tuned-review`; earlier tuned rules replaced) and a new version.
+(`tuned-block`, `tuned-review`), the block and review rules on P(fake) alone that they
+supersede removed (rules on artifacts, provenance and the rest kept), and a new version.
 """
 
 from __future__ import annotations
@@ -134,10 +135,27 @@ def tune(
         review = below[-1]
     in_band = sum(1 for p, _ in scores if review is not None and review <= p < block)
     share = in_band / len(scores) if scores else 0.0
+    review = round(review, 4) if review is not None else None
     msg = f"block at P(fake) >= {block}" + (
         f", review in [{review:.4f}, {block})" if review is not None else ", no review band"
     )
     return Tuning(rows, block, review, share, None, msg)
+
+
+PROBABILITY_ONLY = frozenset({"min_fake_probability", "max_fake_probability", "label"})
+
+
+def superseded(rule: Rule) -> bool:
+    """A block or review rule on P(fake) alone (and the label): the tuned thresholds replace
+    it (kept, it would block or review outside the tuned band). Rules on artifacts,
+    provenance, duration, windows stay, after the tuned ones."""
+    used = rule.when.used()
+    return (
+        rule.action in ("block", "review")
+        and not rule.skip_model
+        and bool(used & {"min_fake_probability", "max_fake_probability"})
+        and used <= PROBABILITY_ONLY
+    ) or rule.name in TUNED
 
 
 def tuned_policy(
@@ -146,7 +164,9 @@ def tuned_policy(
     """The policy file with the tuned rules first in `tenant`'s policy (or the default)."""
     doc: dict[str, Any] = policies.model_dump(mode="json", exclude_none=True)
     target = doc["tenants"][tenant] if tenant else doc["default"]
-    rules = [r for r in target.get("rules", []) if r.get("name") not in TUNED]
+    policy = policies.tenants[tenant] if tenant else policies.default
+    dropped = {r.name for r in policy.rules if superseded(r)}
+    rules = [r for r in target.get("rules", []) if r.get("name") not in dropped]
     tuned = [Rule(name="tuned-block", action="block", when=Conditions(min_fake_probability=block))]
     if review is not None and review < block:
         tuned.append(
