@@ -29,7 +29,7 @@ from skyra_stream.media.samples import VideoSpec, write_video
 from skyra_stream.messages import Verdict
 from skyra_stream.metrics import Metrics
 from skyra_stream.model.vllm_engine import VerdictEngine
-from skyra_stream.runtime.configs import kafka_config, pipeline_config
+from skyra_stream.runtime.configs import kafka_config, pipeline_config, service_config
 from skyra_stream.runtime.wiring import build_analysis
 from skyra_stream.settings import Settings
 from tests.conftest import engine_settings
@@ -54,7 +54,9 @@ def start_api(engine: VerdictEngine, **overrides: Any) -> tuple[Api, HttpServer]
     metrics = Metrics()
     health = HealthState()
     health.ready_when("engine", lambda: engine.ready)
-    service = AnalyzeService(build_analysis(settings, engine, metrics=metrics))
+    service = AnalyzeService(
+        build_analysis(settings, engine, metrics=metrics), service_config(settings)
+    )
     server = HttpServer(create_app(settings, health, metrics, service), "127.0.0.1", 0).start()
     api = Api(f"http://127.0.0.1:{server.port}", settings, service, metrics)
     with api.client() as c:

@@ -219,6 +219,7 @@ def test_the_evidence_sheet_draws_the_windows_and_the_most_suspicious_ones_frame
         == render.HEADER_H
         + render.STRIP_H
         + rows * (cell_h + render.LABEL_H + render.PAD)
+        + len(render.legend_lines(v)) * render.LEGEND_ROW_H  # every artifact listed
         + render.PAD
     )
     end = max(v.segments[-1].end_s, v.video.duration_s)  # type: ignore[union-attr]

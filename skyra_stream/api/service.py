@@ -49,9 +49,9 @@ class ServiceConfig:
 
 
 class AnalyzeService:
-    def __init__(self, analysis: Analysis, config: ServiceConfig | None = None) -> None:
+    def __init__(self, analysis: Analysis, config: ServiceConfig) -> None:
         self.analysis = analysis
-        self.config = config or ServiceConfig()
+        self.config = config
         self.metrics = analysis.metrics
         self._in_progress = 0
 
