@@ -63,7 +63,15 @@ from skyra_stream.media.inputs import (
     VideoInput,
 )
 from skyra_stream.media.provenance import ProvenanceReader
-from skyra_stream.messages import Decision, IngestEvent, ModelInfo, Provenance, Source, Verdict
+from skyra_stream.messages import (
+    Callback,
+    Decision,
+    IngestEvent,
+    ModelInfo,
+    Provenance,
+    Source,
+    Verdict,
+)
 from skyra_stream.metrics import Metrics
 from skyra_stream.model.engine import Engine, EngineConfig, EngineRequest, EngineResult, settle
 from skyra_stream.pools import PriorityPool
@@ -498,6 +506,12 @@ class Analysis:
     def tenant(self, event: IngestEvent) -> str | None:
         return event.metadata.get(self.config.tenant_metadata_key) or None
 
+    def callback(self, event: IngestEvent) -> Callback | None:
+        """Where the event's outcome goes as a webhook, for its tenant (None: nowhere)."""
+        if event.callback_url is None:
+            return None
+        return Callback(url=event.callback_url, tenant=self.tenant(event))
+
     def _decided_before_model(self, run: _Run) -> bool:
         """Read the upload's content credentials; when a `skip_model` rule decides from
         them, settle the job with a skipped verdict (nothing decoded, no engine request)."""
@@ -552,6 +566,9 @@ class Analysis:
     def _settled(self, run: _Run, verdict: Verdict, video: SampledVideo | None = None) -> None:
         """End the job with its verdict, and say so in one line (as `rejected` does for a
         dead letter): what an operator greps for when a platform asks about one upload."""
+        callback = self.callback(run.job.event)
+        if callback is not None:
+            verdict = verdict.model_copy(update={"callback": callback})
         action = verdict.decision.action if verdict.decision else None
         log.info(
             "verdict",

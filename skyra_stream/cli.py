@@ -89,6 +89,31 @@ def require_api_auth(settings: Settings) -> None:
 
 
 @app.command()
+def webhooks() -> None:
+    """Deliver outcomes as signed webhooks: read the verdict and dead-letter topics, record
+    async jobs' outcomes (SKYRA_JOBS_STORE_URL), POST each outcome whose event has a callback
+    (Standard Webhooks, the tenant's secret from SKYRA_WEBHOOK_TENANTS_FILE); a delivery that
+    never lands is a webhook_failed record. Exits 0 after SIGTERM, 1 on a Kafka failure,
+    2 on invalid configuration."""
+    import signal
+
+    from pydantic import ValidationError as Invalid
+
+    from skyra_stream.runtime.wiring import build_webhook_loop
+
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        loop = build_webhook_loop(settings)
+    except (OSError, ValueError, Invalid) as exc:
+        typer.echo(f"invalid configuration: SKYRA_WEBHOOK_TENANTS_FILE: {exc}", err=True)
+        raise typer.Exit(2) from None
+    signal.signal(signal.SIGTERM, lambda *_: loop.stop())
+    signal.signal(signal.SIGINT, lambda *_: loop.stop())
+    raise typer.Exit(loop.run())
+
+
+@app.command()
 def analyze(
     paths: Annotated[
         list[str], typer.Argument(help="Video files, folders (recursive) and s3://bucket/key URIs.")

@@ -36,6 +36,7 @@ class ErrorCode(StrEnum):
     DECODE_TIMEOUT = "decode_timeout"
     ENGINE_FAILED = "engine_failed"
     INVALID_REVIEW = "invalid_review"
+    WEBHOOK_FAILED = "webhook_failed"
     # A bug or an unexpected library error: still a dead letter, never a crashed worker.
     INTERNAL_ERROR = "internal_error"
 
@@ -50,6 +51,7 @@ class ServiceCode(StrEnum):
     TIMEOUT = "timeout"
     NOT_READY = "not_ready"
     NOT_FOUND = "not_found"
+    NOT_CONFIGURED = "not_configured"
     METHOD_NOT_ALLOWED = "method_not_allowed"
 
 
@@ -78,6 +80,7 @@ CODES: dict[Code, CodeInfo] = {
     ErrorCode.DECODE_TIMEOUT: CodeInfo(422, "decoding outlived its time limit"),
     ErrorCode.ENGINE_FAILED: CodeInfo(500, "the engine refused or failed this request"),
     ErrorCode.INVALID_REVIEW: CodeInfo(422, "a review event that does not validate"),
+    ErrorCode.WEBHOOK_FAILED: CodeInfo(502, "a webhook that never landed on its schedule"),
     ErrorCode.INTERNAL_ERROR: CodeInfo(500, "a bug; reported, never a crash"),
     ServiceCode.UNAUTHORIZED: CodeInfo(401, "missing or wrong bearer token"),
     ServiceCode.FORBIDDEN: CodeInfo(403, "the request names a tenant its token is not bound to"),
@@ -87,7 +90,8 @@ CODES: dict[Code, CodeInfo] = {
         504, "past SKYRA_API_TIMEOUT_S; the engine request was cancelled"
     ),
     ServiceCode.NOT_READY: CodeInfo(503, "the engine is loading or gone"),
-    ServiceCode.NOT_FOUND: CodeInfo(404, "no such route"),
+    ServiceCode.NOT_FOUND: CodeInfo(404, "no such route, or no such job for this token"),
+    ServiceCode.NOT_CONFIGURED: CodeInfo(501, "a feature this deployment has not set up"),
     ServiceCode.METHOD_NOT_ALLOWED: CodeInfo(405, "the route does not take this method"),
 }
 

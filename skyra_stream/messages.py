@@ -54,17 +54,31 @@ class IngestEvent(_Message):
         Annotated[str, StringConstraints(min_length=1, max_length=MAX_METADATA_KEY_CHARS)],
         Annotated[str, StringConstraints(max_length=MAX_METADATA_VALUE_CHARS)],
     ] = Field(default_factory=dict, max_length=MAX_METADATA_KEYS)
+    callback_url: Annotated[str, StringConstraints(min_length=1, max_length=2048)] | None = Field(
+        default=None,
+        description="Deliver the verdict or dead letter here as a signed webhook "
+        "(`skyra-stream webhooks`), for the event's tenant; checked against the tenant's "
+        "allowlist before any connection.",
+    )
 
-    @field_validator("uri")
+    @field_validator("uri", "callback_url")
     @classmethod
-    def _no_control_characters(cls, value: str) -> str:
-        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
-            raise ValueError("uri contains control characters")
+    def _no_control_characters(cls, value: str | None) -> str | None:
+        if value is not None and any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+            raise ValueError("contains control characters")
         return value
 
     def metadata_bytes(self) -> int:
         """Encoded size of `metadata`, the quantity `Limits.max_metadata_bytes` bounds."""
         return sum(len(k.encode()) + len(v.encode()) for k, v in self.metadata.items())
+
+
+class Callback(_Message):
+    """Where an outcome is delivered as a signed webhook, and for which tenant (whose secret
+    signs it and whose allowlist the URL must be on)."""
+
+    url: Annotated[str, StringConstraints(min_length=1, max_length=2048)]
+    tenant: str | None = None
 
 
 class Source(_Message):
@@ -293,6 +307,11 @@ class Verdict(_Message):
         "when any window is, P(fake) is the windows' maximum, artifacts are all windows' (on "
         "the video's clock). Empty for a video analysed as one window.",
     )
+    callback: Callback | None = Field(
+        default=None,
+        description="The event's callback, when it had one (async jobs): `skyra-stream "
+        "webhooks` delivers this outcome there.",
+    )
     coverage: float | None = Field(
         default=None,
         description="Share of the duration inside the windows: 1.0 when they tile the whole "
@@ -405,6 +424,11 @@ class DeadLetter(_Message):
     source: KafkaPosition | None = None
     attempts: int = Field(default=1, ge=1)
     created_at: datetime = Field(default_factory=_utcnow)
+    callback: Callback | None = Field(
+        default=None,
+        description="The event's callback, when it had one (async jobs): `skyra-stream "
+        "webhooks` delivers this outcome there.",
+    )
 
 
 class Rejection(_Message):
@@ -414,3 +438,19 @@ class Rejection(_Message):
     source: str
     status: Literal["rejected"] = "rejected"
     error: ErrorReason
+
+
+class JobRecord(_Message):
+    """An async job (`POST /v1/jobs`) as `GET /v1/jobs/{id}` reports it."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    job_id: str
+    status: Literal["queued", "done", "failed"] = Field(
+        description="`queued`: published to the ingest topic, no outcome yet; `done`: the "
+        "verdict is here; `failed`: the dead letter is here."
+    )
+    tenant: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    verdict: Verdict | None = None
+    dead_letter: DeadLetter | None = None

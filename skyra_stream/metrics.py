@@ -117,6 +117,24 @@ class Metrics:
             ["tenant", "caller"],
             registry=r,
         )
+        self.webhook_deliveries = Counter(
+            "skyra_webhook_deliveries",
+            "Outcomes with a callback, by result (delivered, failed: a webhook_failed record)",
+            ["result"],
+            registry=r,
+        )
+        self.webhook_attempts = Counter(
+            "skyra_webhook_attempts",
+            "Delivery attempts by result (2xx, 4xx, 5xx, error, refused)",
+            ["result"],
+            registry=r,
+        )
+        self.webhook_latency = Histogram(
+            "skyra_webhook_delivery_seconds",
+            "From the outcome's creation to its delivery (or its final failure)",
+            buckets=STAGE_BUCKETS,
+            registry=r,
+        )
         self.api_seconds = Histogram(
             "skyra_api_request_seconds",
             "HTTP API request latency",

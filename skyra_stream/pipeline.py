@@ -187,7 +187,11 @@ class Pipeline:
             reason=error.message,
         )
         return build_dead_letter(
-            raw=message.inbound.raw, error=error, event=event, position=message.inbound.position
+            raw=message.inbound.raw,
+            error=error,
+            event=event,
+            position=message.inbound.position,
+            callback=self.analysis.callback(event) if event else None,
         )
 
     # -- output -----------------------------------------------------------------------------

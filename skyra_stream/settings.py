@@ -113,6 +113,46 @@ class Settings(BaseSettings):
     )
     api_burst: int = Field(default=20, ge=1, description="Requests per token at once.")
 
+    # -- async jobs and webhooks ---------------------------------------------------------
+    jobs_enabled: bool = Field(
+        default=False,
+        description="Serve POST /v1/jobs and GET /v1/jobs/{id} (the API publishes jobs to "
+        "the ingest topic).",
+    )
+    jobs_staging_bucket: str | None = Field(
+        default=None, description="Where job uploads are written (one of the allowed buckets)."
+    )
+    jobs_store_url: SecretStr | None = Field(
+        default=None,
+        description="Redis/Valkey for job outcomes (polling); SKYRA_VERDICT_CACHE_URL when "
+        "unset; sealed with SKYRA_VERDICT_CACHE_KEY.",
+    )
+    jobs_ttl_s: float = Field(default=7 * 24 * 3600.0, gt=0, description="How long a job is kept.")
+    webhook_tenants_file: Path | None = Field(
+        default=None,
+        description="YAML from a Secret: per tenant, its Standard Webhooks secret (whsec_...) "
+        "and the callback hosts it may use.",
+    )
+    webhook_dead_letter_topic: str = Field(
+        default="skyra.webhook-dead-letters", description="Deliveries that never landed."
+    )
+    webhook_group_id: str = Field(default="skyra-webhooks", description="Consumer group.")
+    webhook_concurrency: int = Field(default=32, ge=1, description="Deliveries at once.")
+    webhook_allowed_networks: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated CIDRs a callback may resolve to although not public "
+        "(tests, receivers on a private network); everything else must be public.",
+    )
+    webhook_http_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Hosts that may be called over plain http (dev only)."
+    )
+    webhook_connect_timeout_s: float = Field(default=5.0, gt=0)
+    webhook_read_timeout_s: float = Field(default=10.0, gt=0)
+    webhook_max_response_bytes: int = Field(default=64 << 10, gt=0)
+    webhook_max_attempts: int = Field(default=8, ge=1, le=50)
+    webhook_backoff_initial_s: float = Field(default=1.0, gt=0)
+    webhook_backoff_max_s: float = Field(default=300.0, gt=0)
+
     # -- object storage -------------------------------------------------------------------
     s3_endpoint_url: str | None = Field(
         default=None, description="S3-compatible endpoint (MinIO, moto); AWS when unset."
@@ -332,7 +372,13 @@ class Settings(BaseSettings):
     engine_start_timeout_s: float = Field(default=900.0, gt=0)
 
     @field_validator(
-        "s3_allowed_buckets", "local_roots", "kafka_bootstrap_servers", "api_tokens", mode="before"
+        "s3_allowed_buckets",
+        "local_roots",
+        "kafka_bootstrap_servers",
+        "api_tokens",
+        "webhook_allowed_networks",
+        "webhook_http_hosts",
+        mode="before",
     )
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:

@@ -5,8 +5,8 @@ and by importing in a fresh interpreter:
     messages, errors, ...) <- adapters (api, consumers, producers) <- composition roots
     (runtime, cli, devstack)
 
-- media and model import nothing from decisions, the pipeline, the adapters, runtime or the
-  CLI; decisions import no adapter or composition root either;
+- media, model and delivery import nothing from decisions, the pipeline, the adapters,
+  runtime or the CLI; decisions import no adapter or composition root either;
 - nothing below the composition roots imports runtime or the CLI;
 - Kafka is imported only by its adapters (consumers, producers, and the dev stack's broker),
   FastAPI only by `api`, vLLM only by `model.vllm_engine`;
@@ -28,7 +28,7 @@ import pytest
 
 ROOT = Path(__file__).parents[1]
 PKG = ROOT / "skyra_stream"
-WINGS = ("skyra_stream.media", "skyra_stream.model")
+WINGS = ("skyra_stream.media", "skyra_stream.model", "skyra_stream.delivery")
 ADAPTERS = ("skyra_stream.api", "skyra_stream.consumers", "skyra_stream.producers")
 ROOTS = (
     "skyra_stream.runtime",
@@ -78,6 +78,7 @@ def test_media_and_model_import_no_decision_pipeline_adapter_or_root(
     wings = _package(graph, *WINGS)
     assert "skyra_stream.media.decode" in wings
     assert "skyra_stream.model.vllm_engine" in wings
+    assert "skyra_stream.delivery.webhooks" in wings
     forbidden = (
         "skyra_stream.decisions",
         "skyra_stream.analysis",
@@ -167,6 +168,7 @@ def test_the_one_path_is_the_only_place_that_builds_verdicts(graph: grimp.Import
         "skyra_stream.pipeline",
         "skyra_stream.runtime.local",
         "skyra_stream.consumers.review_loop",
+        "skyra_stream.consumers.webhook_loop",  # webhook_failed records
     }
 
 

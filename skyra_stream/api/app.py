@@ -29,6 +29,7 @@ from skyra_stream import __version__
 from skyra_stream.analysis import Job
 from skyra_stream.api.guards import (
     TENANT_HEADER,
+    ApiProblem,
     ApiTokens,
     BodyLimitMiddleware,
     BodyTooLargeError,
@@ -36,6 +37,7 @@ from skyra_stream.api.guards import (
     RateLimiter,
     RequestIdMiddleware,
 )
+from skyra_stream.api.jobs import JobsService, jobs_router
 from skyra_stream.api.models import (
     AnalyzeBatch,
     AnalyzeUri,
@@ -48,13 +50,11 @@ from skyra_stream.api.models import (
 from skyra_stream.api.service import AnalyzeService
 from skyra_stream.errors import (
     CODES,
-    Code,
     ErrorCode,
     ServiceCode,
     ServiceError,
     SkyraError,
     code_for_status,
-    http_status,
 )
 from skyra_stream.events import short_errors
 from skyra_stream.health import HealthState
@@ -66,28 +66,6 @@ log = structlog.get_logger(__name__)
 
 API_ENDPOINTS = frozenset({"analyze", "analyze_batch", "analyze_frames"})
 MAX_FRAMES = 256  # per /v1/analyze_frames call; thinned to the model's 16
-
-
-class ApiProblem(SkyraError):
-    """An error raised by the HTTP layer itself, with the headers its answer needs. Its
-    status is its code's (errors.CODES) unless the HTTP layer says otherwise (a body that is
-    neither JSON nor multipart: 415 with `invalid_event`)."""
-
-    def __init__(
-        self,
-        code: Code,
-        message: str,
-        headers: dict[str, str] | None = None,
-        *,
-        status: int | None = None,
-    ) -> None:
-        super().__init__(code, message)
-        self.headers = headers or {}
-        self._status = status
-
-    @property
-    def status(self) -> int:
-        return self._status or http_status(self.code)
 
 
 def problem_from(exc: BaseException, settings: Settings) -> ApiProblem:
@@ -173,6 +151,7 @@ def create_app(
     service: AnalyzeService | None = None,
     *,
     api: bool = True,
+    jobs: JobsService | None = None,
 ) -> FastAPI:
     """`api=False`: probes and metrics only (a worker without SKYRA_API_ENABLED)."""
     app = FastAPI(
@@ -241,7 +220,9 @@ def create_app(
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     if api:
-        app.include_router(_api_router(settings, tokens, service, metrics))
+        authorized = _authorizer(settings, tokens, metrics)
+        app.include_router(_api_router(settings, authorized, service))
+        app.include_router(jobs_router(authorized, jobs, settings.api_max_body_bytes))
     return _wrap(app, settings, metrics)
 
 
@@ -258,9 +239,10 @@ def _wrap(app: FastAPI, settings: Settings, metrics: Metrics) -> FastAPI:
     return app
 
 
-def _api_router(
-    settings: Settings, tokens: ApiTokens, service: AnalyzeService | None, metrics: Metrics
-) -> APIRouter:
+def _authorizer(
+    settings: Settings, tokens: ApiTokens, metrics: Metrics
+) -> Callable[[Request], Awaitable[None]]:
+    """The dependency in front of every /v1 route: who is calling, within its limits."""
     # Without tokens (allowed on a loopback address only) every caller is one anonymous
     # caller of the default policy, under the default rate limit.
     anonymous = Caller("anonymous", None, settings.api_rate_per_s, settings.api_burst)
@@ -297,6 +279,14 @@ def _api_router(
         metrics.api_tenant_requests.labels(caller.tenant_label, "accepted").inc()
         request.state.tenant = caller.tenant
 
+    return authorized
+
+
+def _api_router(
+    settings: Settings,
+    authorized: Callable[[Request], Awaitable[None]],
+    service: AnalyzeService | None,
+) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["analyze"], dependencies=[Depends(authorized)])
 
     def svc() -> AnalyzeService:

@@ -22,6 +22,8 @@ import structlog
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from skyra_stream.errors import Code, SkyraError, http_status
+
 REQUEST_ID_HEADER = "x-request-id"
 # A request may name its tenant; it must be the tenant its token is bound to (else 403).
 TENANT_HEADER = "x-skyra-tenant"
@@ -240,3 +242,25 @@ class RateLimiter:
                 return None
             self._buckets[caller.name] = (tokens, now)
             return (1.0 - tokens) / caller.rate_per_s
+
+
+class ApiProblem(SkyraError):
+    """An error raised by the HTTP layer itself, with the headers its answer needs. Its
+    status is its code's (errors.CODES) unless the HTTP layer says otherwise (a body that is
+    neither JSON nor multipart: 415 with `invalid_event`)."""
+
+    def __init__(
+        self,
+        code: Code,
+        message: str,
+        headers: dict[str, str] | None = None,
+        *,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(code, message)
+        self.headers = headers or {}
+        self._status = status
+
+    @property
+    def status(self) -> int:
+        return self._status or http_status(self.code)

@@ -18,6 +18,7 @@ from skyra_stream import __version__
 from skyra_stream.errors import ErrorCode, SkyraError
 from skyra_stream.media.decode import SampledVideo
 from skyra_stream.messages import (
+    Callback,
     DeadLetter,
     Decision,
     ErrorReason,
@@ -201,6 +202,7 @@ def build_dead_letter(
     event: IngestEvent | None = None,
     position: KafkaPosition | None = None,
     attempts: int = 1,
+    callback: Callback | None = None,
 ) -> DeadLetter:
     """A dead letter that carries the original message, readable when it was UTF-8."""
     raw = raw[:MAX_RAW_DEAD_LETTER_BYTES]
@@ -217,6 +219,7 @@ def build_dead_letter(
         reason=ErrorReason(code=dead_letter_code(error), message=error.message[:2000]),
         source=position,
         attempts=attempts,
+        callback=callback,
     )
 
 

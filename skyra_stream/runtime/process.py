@@ -30,9 +30,15 @@ from skyra_stream.consumers.ingest_loop import IngestLoop
 from skyra_stream.health import HealthState
 from skyra_stream.metrics import Metrics
 from skyra_stream.pipeline import Pipeline
+from skyra_stream.producers.ingest import IngestProducer
 from skyra_stream.producers.outcomes import OutcomePublisher
 from skyra_stream.runtime.configs import kafka_config, pipeline_config, service_config
-from skyra_stream.runtime.wiring import build_analysis, build_engine, review_tickets
+from skyra_stream.runtime.wiring import (
+    build_analysis,
+    build_engine,
+    jobs_service,
+    review_tickets,
+)
 from skyra_stream.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -56,8 +62,13 @@ def run(settings: Settings, *, kafka: bool) -> int:
     health.ready_when("engine", lambda: engine.ready)
     if not kafka:  # the worker's own readiness says when it stops taking work
         health.ready_when("not_stopping", lambda: not stopping.is_set())
+    # Async jobs publish to the ingest topic from the API process (acks=all per job).
+    jobs_producer = (
+        IngestProducer(kafka_config(settings)) if api and settings.jobs_enabled else None
+    )
+    jobs = jobs_service(settings, jobs_producer) if jobs_producer is not None else None
     server = HttpServer(
-        create_app(settings, health, metrics, service, api=api),
+        create_app(settings, health, metrics, service, api=api, jobs=jobs),
         settings.http_host,
         settings.http_port,
         graceful_timeout_s=settings.api_timeout_s,
@@ -107,6 +118,8 @@ def run(settings: Settings, *, kafka: bool) -> int:
         ]
         if publisher is not None:
             steps.insert(0, ("publisher", publisher.close))
+        if jobs_producer is not None:
+            steps.insert(0, ("jobs producer", jobs_producer.close))
         for name, close in steps:
             try:
                 close()

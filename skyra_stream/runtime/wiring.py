@@ -8,22 +8,31 @@ in (`fetcher=`, `policies=`) instead of patching.
 
 from __future__ import annotations
 
+import yaml
+
 from skyra_stream.analysis import Analysis
+from skyra_stream.api.jobs import JobsService
+from skyra_stream.consumers.webhook_loop import WebhookLoop
 from skyra_stream.decisions.calibration import CalibrationFile, load_calibration
+from skyra_stream.decisions.job_store import JobStore
 from skyra_stream.decisions.policy import PolicyFile, load_policy
-from skyra_stream.decisions.reuse import ReuseCache, answer_identity
+from skyra_stream.decisions.reuse import EntrySeal, RedisVerdictStore, ReuseCache, answer_identity
 from skyra_stream.decisions.review_tickets import ReviewTickets
+from skyra_stream.delivery.webhooks import WebhookConfig, WebhookSender, WebhookTenants
 from skyra_stream.media.fetch import Fetcher, ObjectFetcher
 from skyra_stream.media.provenance import ProvenanceReader
-from skyra_stream.messages import ModelInfo
+from skyra_stream.media.staging import Stager
+from skyra_stream.messages import IngestEvent, ModelInfo
 from skyra_stream.metrics import Metrics
 from skyra_stream.model.engine import Engine, model_name
 from skyra_stream.model.fake_engine import FakeEngine
+from skyra_stream.producers.ingest import IngestProducer
 from skyra_stream.runtime.configs import (
     analysis_config,
     decode_limits,
     engine_config,
     fetch_config,
+    kafka_config,
     provenance_config,
     reuse_config,
 )
@@ -95,4 +104,73 @@ def review_tickets(settings: Settings) -> ReviewTickets | None:
     return ReviewTickets(
         key.get_secret_value().encode(),
         previous.get_secret_value().encode() if previous is not None else None,
+    )
+
+
+def job_store(settings: Settings) -> JobStore | None:
+    """The jobs' outcome store: SKYRA_JOBS_STORE_URL, else the verdict cache's Redis; None
+    without one (polling then answers 501 and webhooks are the way)."""
+    url = settings.jobs_store_url or settings.verdict_cache_url
+    key = settings.verdict_cache_key
+    if url is None or key is None:
+        return None
+    store = RedisVerdictStore(url.get_secret_value(), settings.verdict_cache_timeout_s * 4)
+    return JobStore(store, EntrySeal(key.get_secret_value().encode()), settings.jobs_ttl_s)
+
+
+def webhook_config(settings: Settings) -> WebhookConfig:
+    """The delivery rules; the tenants' secrets and allowlists from their file (a Secret)."""
+    tenants = (
+        WebhookTenants.model_validate(
+            yaml.safe_load(settings.webhook_tenants_file.read_text(encoding="utf-8")) or {}
+        ).tenants
+        if settings.webhook_tenants_file is not None
+        else {}
+    )
+    return WebhookConfig(
+        tenants=tenants,
+        allowed_networks=WebhookConfig.networks(settings.webhook_allowed_networks),
+        http_hosts=tuple(settings.webhook_http_hosts),
+        connect_timeout_s=settings.webhook_connect_timeout_s,
+        read_timeout_s=settings.webhook_read_timeout_s,
+        max_response_bytes=settings.webhook_max_response_bytes,
+        max_attempts=settings.webhook_max_attempts,
+        backoff_initial_s=settings.webhook_backoff_initial_s,
+        backoff_max_s=settings.webhook_backoff_max_s,
+    )
+
+
+def build_webhook_loop(settings: Settings, metrics: Metrics | None = None) -> WebhookLoop:
+    metrics = metrics or Metrics()
+
+    def count(result: str) -> None:
+        metrics.webhook_attempts.labels(result).inc()
+
+    return WebhookLoop(
+        kafka_config(settings),
+        WebhookSender(webhook_config(settings), on_attempt=count),
+        dead_letter_topic=settings.webhook_dead_letter_topic,
+        group_id=settings.webhook_group_id,
+        store=job_store(settings),
+        concurrency=settings.webhook_concurrency,
+        metrics=metrics,
+    )
+
+
+def jobs_service(settings: Settings, producer: IngestProducer) -> JobsService:
+    """What POST /v1/jobs needs: the ingest producer, the staging bucket, the store."""
+
+    def publish(event: IngestEvent) -> None:
+        producer.send(event).get(timeout=30)  # acknowledged by the broker (acks=all)
+
+    stager = (
+        Stager(fetch_config(settings), settings.jobs_staging_bucket)
+        if settings.jobs_staging_bucket
+        else None
+    )
+    return JobsService(
+        publish=publish,
+        stage=stager.stage if stager is not None else None,
+        store=job_store(settings),
+        tenant_key=settings.tenant_metadata_key,
     )

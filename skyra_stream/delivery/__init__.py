@@ -1,0 +1,7 @@
+"""Delivery: outcomes pushed to platforms over HTTP, as signed webhooks.
+
+A callback URL is untrusted input (a job's caller chose it), so the guard decides before any
+connection whether a URL may be called at all (`callbacks`), and the sender signs, retries on
+a bounded schedule and reads a bounded answer (`webhooks`). Nothing here knows about Kafka:
+the loop that reads the verdict topics is `consumers/webhook_loop.py`.
+"""
