@@ -77,12 +77,12 @@ def address_refused(ip: IPAddress, allowed: Sequence[Network]) -> str | None:
     if any(ip in net for net in METADATA):
         return "a cloud metadata address"
     for flag in (
+        "is_unspecified",
         "is_loopback",
         "is_private",
         "is_link_local",
         "is_multicast",
         "is_reserved",
-        "is_unspecified",
     ):
         if getattr(ip, flag):
             return f"{flag.removeprefix('is_').replace('_', '-')} address"

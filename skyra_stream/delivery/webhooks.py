@@ -14,6 +14,7 @@ or the schedule runs out.
 
 from __future__ import annotations
 
+import base64
 import http.client
 import ipaddress
 import json
@@ -61,10 +62,13 @@ class TenantHooks(BaseModel):
     @field_validator("secret")
     @classmethod
     def _usable(cls, value: SecretStr) -> SecretStr:
+        raw = value.get_secret_value()
         try:
-            Webhook(value.get_secret_value())
-        except Exception:
-            raise ValueError("not a Standard Webhooks secret (whsec_<base64>)") from None
+            key = base64.b64decode(raw.removeprefix("whsec_"), validate=True)
+        except ValueError:
+            key = b""
+        if not raw.startswith("whsec_") or len(key) < 16:
+            raise ValueError("not a Standard Webhooks secret (whsec_<base64 of 16+ bytes>)")
         return value
 
 
@@ -150,8 +154,12 @@ class WebhookSender:
         attempts = 0
         retrying = Retrying(
             stop=stop_after_attempt(self.config.max_attempts),
+            # initial * 2^n, capped, plus up to `initial` of jitter so that a fleet's
+            # retries to one receiver do not arrive in lockstep.
             wait=wait_exponential_jitter(
-                initial=self.config.backoff_initial_s, max=self.config.backoff_max_s
+                multiplier=self.config.backoff_initial_s,
+                max=self.config.backoff_max_s,
+                jitter=self.config.backoff_initial_s,
             ),
             retry=retry_if_exception_type(_Retryable),
             sleep=self._sleep,
