@@ -78,11 +78,17 @@ class WebhookLoop:
         self._offsets: dict[TopicPartition, PartitionOffsets] = {}
         self._in_flight = 0
         self._paused = False
+        self._assigned = False
         self._stop = threading.Event()
         self._last_commit = 0.0
 
     def stop(self) -> None:
         self._stop.set()
+
+    def ready(self) -> bool:
+        """Partitions assigned (read from the probe's thread: kafka-python's assignment is a
+        snapshot, safe to read)."""
+        return self._assigned and not self._stop.is_set()
 
     def run(self) -> int:
         topics = [self.config.verdict_topic, self.config.dead_letter_topic]
@@ -112,6 +118,7 @@ class WebhookLoop:
             self.consumer.resume(*self.consumer.paused())
             self._paused = False
         batch = self.consumer.poll(timeout_ms=200, max_records=max(1, self.concurrency))
+        self._assigned = bool(self.consumer.assignment())
         for tp, records in batch.items():
             offsets = self._offsets.setdefault(tp, PartitionOffsets())
             for record in records:

@@ -99,6 +99,7 @@ def webhooks() -> None:
 
     from pydantic import ValidationError as Invalid
 
+    from skyra_stream.runtime.process import serve_probes
     from skyra_stream.runtime.wiring import build_webhook_loop
 
     settings = load_settings()
@@ -108,9 +109,15 @@ def webhooks() -> None:
     except (OSError, ValueError, Invalid) as exc:
         typer.echo(f"invalid configuration: SKYRA_WEBHOOK_TENANTS_FILE: {exc}", err=True)
         raise typer.Exit(2) from None
+    # /healthz, /readyz (partitions assigned), /metrics
+    server = serve_probes(settings, loop.metrics, loop.ready)
     signal.signal(signal.SIGTERM, lambda *_: loop.stop())
     signal.signal(signal.SIGINT, lambda *_: loop.stop())
-    raise typer.Exit(loop.run())
+    try:
+        code = loop.run()
+    finally:
+        server.close(timeout_s=5)
+    raise typer.Exit(code)
 
 
 @app.command()

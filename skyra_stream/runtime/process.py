@@ -129,3 +129,14 @@ def run(settings: Settings, *, kafka: bool) -> int:
         log.info("exit", code=code)
         sys.stderr.flush()
     return code
+
+
+def serve_probes(settings: Settings, metrics: Metrics, ready: Callable[[], bool]) -> HttpServer:
+    """Probes and metrics alone, for the processes without the API (`webhooks`)."""
+    health = HealthState()
+    health.ready_when("ready", ready)
+    server = HttpServer(
+        create_app(settings, health, metrics, api=False), settings.http_host, settings.http_port
+    ).start()
+    log.info("http_listening", host=settings.http_host, port=server.port, api=False)
+    return server

@@ -1,0 +1,203 @@
+"""Async jobs end to end on the real stack: Tansu, moto (S3), a real Redis, `skyra-stream
+worker` on the fake engine serving the API with jobs on, and `skyra-stream webhooks`, all as
+child processes configured only by SKYRA_* variables, and a real HTTP receiver on loopback.
+The model plays no part in delivery (tests/test_worker.py runs the tiny model)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from standardwebhooks.webhooks import Webhook
+
+from skyra_stream.devstack.broker import TansuBroker, read_all
+from skyra_stream.devstack.processes import ChildProcess
+from skyra_stream.devstack.receiver import Receiver
+from skyra_stream.devstack.redis_server import RedisServer
+from skyra_stream.media.samples import VideoSpec, write_video
+
+BUCKET = "job-uploads"
+SECRET = "whsec_" + base64.b64encode(b"j" * 32).decode()
+TOKEN = "tok-alpha"
+CACHE_KEY = "c" * 40
+
+
+@dataclass
+class Stack:
+    broker: TansuBroker
+    receiver: Receiver
+    worker: ChildProcess
+    logs: Path
+    settings: dict[str, object]
+    topics: dict[str, str]
+    hooks: ChildProcess | None = None
+
+    def start_hooks(self) -> ChildProcess:
+        self.hooks = ChildProcess(
+            "webhooks", self.logs / f"hooks-{uuid.uuid4().hex[:6]}.log", self.settings
+        )
+        self.hooks.wait_ready(60)
+        return self.hooks
+
+    def api(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.worker.http_port}{path}",
+            data=json.dumps(body).encode() if body is not None else None,
+            method=method,
+            headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            return resp.status, json.loads(resp.read())
+
+    def submit(self, callback_path: str) -> str:
+        status, accepted = self.api(
+            "POST",
+            "/v1/jobs",
+            {"uri": f"s3://{BUCKET}/v.mp4", "callback_url": self.receiver.url(callback_path)},
+        )
+        assert status == 202
+        assert accepted["status_url"] == f"/v1/jobs/{accepted['job_id']}"
+        return str(accepted["job_id"])
+
+
+def wait_for(check: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out: {what}")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, moto_server: str) -> Iterator[Stack]:
+    logs = tmp_path_factory.mktemp("jobs")
+    s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
+    s3.create_bucket(Bucket=BUCKET)
+    s3.upload_file(str(write_video(logs / "v.mp4", VideoSpec(frames=20))), BUCKET, "v.mp4")
+    broker = TansuBroker(logs / "tansu.log")
+    redis = RedisServer(logs / "redis.log")
+    receiver = Receiver()
+    topics = {
+        "ingest_topic": "jobs.ingest",
+        "verdict_topic": "jobs.verdicts",
+        "dead_letter_topic": "jobs.dead",
+        "webhook_dead_letter_topic": "jobs.webhook-dead",
+    }
+    broker.create_topics(list(topics.values()), 2)
+    (logs / "tokens").write_text(f"{TOKEN} tenant=alpha\n")
+    (logs / "hooks.yaml").write_text(
+        json.dumps({"tenants": {"alpha": {"secret": SECRET, "hosts": ["127.0.0.1"]}}})
+    )
+    settings: dict[str, object] = {
+        **topics,
+        "kafka_bootstrap_servers": broker.bootstrap,
+        "group_id": "jobs-workers",
+        "kafka_session_timeout_ms": 10000,
+        "engine": "fake",
+        "s3_endpoint_url": moto_server,
+        "s3_allowed_buckets": BUCKET,
+        "api_enabled": True,
+        "http_host": "127.0.0.1",
+        "api_tokens_file": logs / "tokens",
+        "jobs_enabled": True,
+        "jobs_staging_bucket": BUCKET,
+        "verdict_cache_url": redis.url,
+        "verdict_cache_key": CACHE_KEY,
+        "verdict_cache": False,  # every job analysed (reuse has its own tests)
+        "webhook_tenants_file": logs / "hooks.yaml",
+        "webhook_allowed_networks": "127.0.0.0/8",
+        "webhook_http_hosts": "127.0.0.1",
+        "webhook_max_attempts": 4,
+        "webhook_backoff_initial_s": 0.05,
+        "webhook_backoff_max_s": 0.2,
+        "webhook_read_timeout_s": 1.0,
+        "kafka_commit_interval_s": 0.2,
+        "log_format": "json",
+    }
+    worker = ChildProcess("worker", logs / "worker.log", settings)
+    try:
+        worker.wait_ready(120)
+        result = Stack(broker, receiver, worker, logs, settings, topics)
+        result.start_hooks()
+        yield result
+        if result.hooks is not None:
+            result.hooks.kill()
+    finally:
+        worker.kill()
+        receiver.close()
+        redis.stop()
+        broker.stop()
+
+
+def received_for(stack: Stack, job_id: str) -> list[Any]:
+    return [r for r in stack.receiver.received if r.headers.get("webhook-id") == f"msg_{job_id}"]
+
+
+def test_a_job_ends_as_a_verified_webhook_and_done_on_get(stack: Stack) -> None:
+    job_id = stack.submit("/ok")
+    assert stack.api("GET", f"/v1/jobs/{job_id}")[1]["status"] in ("queued", "done")
+    wait_for(lambda: bool(received_for(stack, job_id)), 60, "the webhook")
+    [hook] = received_for(stack, job_id)
+    payload = Webhook(SECRET).verify(hook.body, hook.headers)  # the reference verifier
+    assert payload["type"] == "verdict.ready"
+    assert payload["data"]["event_id"] == job_id
+    assert payload["data"]["decision"]["inputs"]["tenant"] == "alpha"  # the token's tenant
+    wait_for(lambda: stack.api("GET", f"/v1/jobs/{job_id}")[1]["status"] == "done", 30, "done")
+    record = stack.api("GET", f"/v1/jobs/{job_id}")[1]
+    assert record["verdict"]["event_id"] == job_id
+    assert record["tenant"] == "alpha"
+
+
+def test_a_flaky_receiver_gets_one_id_four_times_and_one_verdict(stack: Stack) -> None:
+    job_id = stack.submit("/flaky/3")
+    wait_for(lambda: len(received_for(stack, job_id)) >= 4, 60, "four attempts")
+    assert [r.headers["webhook-id"] for r in received_for(stack, job_id)] == [f"msg_{job_id}"] * 4
+    verdicts = [
+        json.loads(v)
+        for _, v, _ in read_all(stack.broker.bootstrap, stack.topics["verdict_topic"], idle_s=1)
+    ]
+    assert [v["event_id"] for v in verdicts].count(job_id) == 1
+
+
+def test_a_receiver_that_never_answers_leads_to_webhook_failed(stack: Stack) -> None:
+    job_id = stack.submit("/hang")
+
+    def failed() -> list[Any]:
+        records = read_all(
+            stack.broker.bootstrap, stack.topics["webhook_dead_letter_topic"], idle_s=1
+        )
+        return [json.loads(v) for _, v, _ in records if json.loads(v)["event_id"] == job_id]
+
+    wait_for(lambda: bool(failed()), 90, "the webhook_failed record")
+    [letter] = failed()
+    assert letter["reason"]["code"] == "webhook_failed"
+    assert letter["attempts"] == 4
+    assert len(received_for(stack, job_id)) == 4
+
+
+def test_a_webhooks_consumer_killed_mid_delivery_delivers_after_restart(stack: Stack) -> None:
+    job_id = stack.submit("/slow/4")
+    wait_for(lambda: bool(received_for(stack, job_id)), 60, "the first attempt")
+    assert stack.hooks is not None
+    stack.hooks.kill()  # SIGKILL while the receiver is still answering
+    first = len(received_for(stack, job_id))
+    stack.start_hooks()
+    wait_for(lambda: len(received_for(stack, job_id)) > first, 60, "redelivery after restart")
+    ids = {r.headers["webhook-id"] for r in received_for(stack, job_id)}
+    assert ids == {f"msg_{job_id}"}  # the same id: the receiver drops the duplicate
+
+
+def test_another_tenants_job_is_not_found_and_polling_needs_a_store(stack: Stack) -> None:
+    with pytest.raises(urllib.error.HTTPError) as err:
+        stack.api("GET", f"/v1/jobs/job-{uuid.uuid4().hex}")
+    assert err.value.code == 404
