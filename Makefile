@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.skyra-setup
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help setup demo test test-fast test-all chaos chaos-fleet soak lint bench bench-frames bench-engine bench-guided bench-decode bench-ceiling bench-e2e bench-api bench-analyze bench-provenance bench-reuse bench-windows schemas clean
+.PHONY: help setup demo test test-fast test-all chaos chaos-fleet soak lint bench bench-frames bench-engine bench-guided bench-decode bench-ceiling bench-e2e bench-api bench-analyze bench-provenance bench-reuse bench-windows bench-webhooks schemas clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -51,7 +51,7 @@ lint: setup  ## ruff and mypy
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-bench: bench-frames bench-engine bench-guided bench-decode bench-ceiling bench-e2e bench-api bench-analyze bench-provenance bench-reuse bench-windows  ## every benchmark
+bench: bench-frames bench-engine bench-guided bench-decode bench-ceiling bench-e2e bench-api bench-analyze bench-provenance bench-reuse bench-windows bench-webhooks  ## every benchmark
 
 bench-frames: setup  ## frame sampler against decode-everything (last line: ratios)
 	$(PY) -m benchmarks.frames
@@ -82,6 +82,9 @@ bench-reuse: setup  ## throughput with the verdict cache vs without, 30 % repost
 
 bench-windows: setup  ## long uploads: decode and engine cost of 8 windows against 1 (last line: ratios)
 	$(PY) -m benchmarks.windows $(BENCH_ARGS)
+
+bench-webhooks: setup  ## 1,000 outcomes as webhooks, a tenth to a slow receiver (last line: delivered, lost, duplicates, rate)
+	$(PY) -m benchmarks.webhooks $(BENCH_ARGS)
 
 bench-analyze: setup  ## peak RSS of `analyze` over 2,000 clips vs 200 (BENCH_ARGS="--engine vllm": with vLLM)
 	$(PY) -m benchmarks.analyze_memory $(BENCH_ARGS)

@@ -117,7 +117,10 @@ class WebhookLoop:
         elif not full and self._paused:
             self.consumer.resume(*self.consumer.paused())
             self._paused = False
-        batch = self.consumer.poll(timeout_ms=200, max_records=max(1, self.concurrency))
+        # Short polls while deliveries run, so that finished ones free their place quickly.
+        wait_ms = 20 if self._in_flight else 200
+        room = max(1, self.concurrency - self._in_flight)
+        batch = self.consumer.poll(timeout_ms=wait_ms, max_records=room)
         self._assigned = bool(self.consumer.assignment())
         for tp, records in batch.items():
             offsets = self._offsets.setdefault(tp, PartitionOffsets())

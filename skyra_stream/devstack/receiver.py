@@ -23,6 +23,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     at: float = field(default_factory=time.monotonic)
+    wall: float = field(default_factory=time.time)
 
 
 class Receiver:
