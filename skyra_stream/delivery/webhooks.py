@@ -49,6 +49,8 @@ from skyra_stream.delivery.callbacks import (
 log = structlog.get_logger(__name__)
 
 USER_AGENT: Final = "skyra-stream-webhooks/1"
+# The tenants file's entry for events without a tenant (tokens bound to none).
+DEFAULT_TENANT: Final = "default"
 
 
 class TenantHooks(BaseModel):
@@ -143,7 +145,7 @@ class WebhookSender:
     def deliver(
         self, url: str, tenant: str | None, msg_id: str, event_type: str, data: Any
     ) -> Delivery:
-        hooks = self.config.tenants.get(tenant or "")
+        hooks = self.config.tenants.get(tenant or DEFAULT_TENANT)
         if hooks is None:
             return Delivery(False, 0, f"tenant {tenant!r} has no webhook secret configured")
         body = json.dumps(
