@@ -440,6 +440,72 @@ def test_the_worker_serves_the_api_on_its_engine(
     )
 
 
+def test_an_async_job_on_the_tiny_model_ends_as_a_signed_webhook(
+    stack: Stack, worker_a: tuple[Worker, dict[str, str]]
+) -> None:
+    """The one path of the async API on the real engine (tests/test_jobs.py covers delivery
+    on the fake one): POST /v1/jobs to the worker, its verdict from vLLM, delivered by the
+    webhook loop to a loopback receiver whose signature the reference verifier accepts."""
+    import base64
+    import ipaddress
+
+    from standardwebhooks.webhooks import Webhook
+
+    from skyra_stream.consumers.webhook_loop import WebhookLoop
+    from skyra_stream.delivery.webhooks import TenantHooks, WebhookConfig, WebhookSender
+    from skyra_stream.devstack.receiver import Receiver
+
+    worker, topics = worker_a
+    secret = "whsec_" + base64.b64encode(b"v" * 32).decode()
+    with Receiver() as receiver:
+        body = json.dumps(
+            {"uri": f"s3://{BUCKET}/good/v1.mp4", "callback_url": receiver.url("/ok")}
+        ).encode()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{worker.http_port}/v1/jobs",
+            data=body,
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=60) as resp:
+            assert resp.status == 202
+            job_id = json.loads(resp.read())["job_id"]
+        sender = WebhookSender(
+            WebhookConfig(
+                tenants={"default": TenantHooks(secret=secret, hosts=["127.0.0.1"])},
+                allowed_networks=(ipaddress.ip_network("127.0.0.0/8"),),
+                http_hosts=("127.0.0.1",),
+            )
+        )
+        config = kafka_config(
+            Settings(
+                kafka_bootstrap_servers=[stack.broker.bootstrap],
+                verdict_topic=topics["verdicts"],
+                dead_letter_topic=topics["dead"],
+            )
+        )
+        loop = WebhookLoop(
+            config, sender, dead_letter_topic=topics["dead"], group_id=f"{topics['group']}-hooks"
+        )
+        thread = threading.Thread(target=loop.run, daemon=True)
+        thread.start()
+        try:
+            wait_for(
+                lambda: any(
+                    r.headers.get("webhook-id") == f"msg_{job_id}" for r in receiver.received
+                ),
+                240,
+                worker.tail,
+            )
+        finally:
+            loop.stop()
+            thread.join(60)
+        [hook] = [r for r in receiver.received if r.headers["webhook-id"] == f"msg_{job_id}"]
+        payload = Webhook(secret).verify(hook.body, hook.headers)
+        assert payload["data"]["event_id"] == job_id
+        assert payload["data"]["model"]["name"] == stack.model.name  # the tiny model, on vLLM
+        assert payload["data"]["video"]["frames_sampled"] == 16
+
+
 def test_bad_inputs_get_one_dead_letter_each_and_the_worker_goes_on(
     stack: Stack, worker_a: tuple[Worker, dict[str, str]]
 ) -> None:
@@ -707,69 +773,3 @@ def test_sigkill_of_the_worker_alone_leaves_no_engine_process(stack: Stack) -> N
         assert alive == [], [p.name() for p in alive]
     finally:
         worker.kill()
-
-
-def test_an_async_job_on_the_tiny_model_ends_as_a_signed_webhook(
-    stack: Stack, worker_a: tuple[Worker, dict[str, str]]
-) -> None:
-    """The one path of the async API on the real engine (tests/test_jobs.py covers delivery
-    on the fake one): POST /v1/jobs to the worker, its verdict from vLLM, delivered by the
-    webhook loop to a loopback receiver whose signature the reference verifier accepts."""
-    import base64
-    import ipaddress
-
-    from standardwebhooks.webhooks import Webhook
-
-    from skyra_stream.consumers.webhook_loop import WebhookLoop
-    from skyra_stream.delivery.webhooks import TenantHooks, WebhookConfig, WebhookSender
-    from skyra_stream.devstack.receiver import Receiver
-
-    worker, topics = worker_a
-    secret = "whsec_" + base64.b64encode(b"v" * 32).decode()
-    with Receiver() as receiver:
-        body = json.dumps(
-            {"uri": f"s3://{BUCKET}/good/v1.mp4", "callback_url": receiver.url("/ok")}
-        ).encode()
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{worker.http_port}/v1/jobs",
-            data=body,
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=60) as resp:
-            assert resp.status == 202
-            job_id = json.loads(resp.read())["job_id"]
-        sender = WebhookSender(
-            WebhookConfig(
-                tenants={"default": TenantHooks(secret=secret, hosts=["127.0.0.1"])},
-                allowed_networks=(ipaddress.ip_network("127.0.0.0/8"),),
-                http_hosts=("127.0.0.1",),
-            )
-        )
-        config = kafka_config(
-            Settings(
-                kafka_bootstrap_servers=[stack.broker.bootstrap],
-                verdict_topic=topics["verdicts"],
-                dead_letter_topic=topics["dead"],
-            )
-        )
-        loop = WebhookLoop(
-            config, sender, dead_letter_topic=topics["dead"], group_id=f"{topics['group']}-hooks"
-        )
-        thread = threading.Thread(target=loop.run, daemon=True)
-        thread.start()
-        try:
-            wait_for(
-                lambda: any(
-                    r.headers.get("webhook-id") == f"msg_{job_id}" for r in receiver.received
-                ),
-                240,
-                worker.tail,
-            )
-        finally:
-            loop.stop()
-            thread.join(60)
-        [hook] = [r for r in receiver.received if r.headers["webhook-id"] == f"msg_{job_id}"]
-        payload = Webhook(secret).verify(hook.body, hook.headers)
-        assert payload["data"]["event_id"] == job_id
-        assert payload["data"]["model"]["name"] == stack.model.name  # the tiny model, on vLLM
-        assert payload["data"]["video"]["frames_sampled"] == 16

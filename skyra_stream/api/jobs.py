@@ -17,7 +17,7 @@ import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import IO, Annotated
+from typing import IO, Annotated, Any
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Request
@@ -76,22 +76,21 @@ def _check_callback_shape(url: str | None) -> None:
 
 
 def jobs_router(
-    authorized: Callable[[Request], Awaitable[None]], jobs: JobsService | None, max_body: int
+    authorized: Callable[[Request], Awaitable[None]],
+    jobs: JobsService,
+    errors: dict[int | str, dict[str, Any]],
 ) -> APIRouter:
+    """The routes, for an API where jobs are on (elsewhere they are not mounted: 404)."""
     router = APIRouter(prefix="/v1", tags=["jobs"], dependencies=[Depends(authorized)])
 
     def service() -> JobsService:
-        if jobs is None:
-            raise _problem(
-                ServiceCode.NOT_CONFIGURED,
-                "async jobs are off here (SKYRA_JOBS_ENABLED, with a Kafka ingest topic)",
-            )
         return jobs
 
     @router.post(
         "/jobs",
         status_code=202,
         response_model=JobAccepted,
+        responses=errors,
         summary="Queue one video (an s3:// URI as JSON, or a multipart `file` upload); the "
         "outcome is a signed webhook to `callback_url` and GET /v1/jobs/{id}",
     )
@@ -138,6 +137,7 @@ def jobs_router(
     @router.get(
         "/jobs/{job_id}",
         response_model=JobRecord,
+        responses=errors,
         summary="A job: queued, done with its verdict, or failed with its dead letter",
     )
     async def status(job_id: str, request: Request) -> JobRecord:
@@ -180,7 +180,6 @@ def jobs_router(
             await form.close()
         return uri, fields
 
-    del max_body  # the body bound is the app's middleware, for every route
     return router
 
 
