@@ -43,6 +43,7 @@ class ScriptedConsumer:
         self.committed_offsets: dict[TopicPartition, int] = {}
         self.commits: list[dict[TopicPartition, int]] = []
         self.fail_commits = 0  # the next N commits raise, as during a rebalance
+        self.delivered: list[tuple[int, int]] = []  # (partition, offset) per record polled
         self.closed = False
         self._positions: dict[TopicPartition, int] = {}
         self._paused: set[TopicPartition] = set()
@@ -50,6 +51,10 @@ class ScriptedConsumer:
         self._in_listener = False
         self._next_assignment: set[int] | None = None
         self._wake = threading.Event()
+
+    def positions_read(self, partition: int) -> list[int]:
+        """The offsets of `partition` handed out by poll, in order (repeats: read again)."""
+        return [offset for p, offset in self.delivered if p == partition]
 
     # -- what the test does -----------------------------------------------------------------
 
@@ -92,6 +97,7 @@ class ScriptedConsumer:
             batch = self.logs[tp.partition][position : position + budget]
             if batch:
                 out[tp] = batch
+                self.delivered.extend((tp.partition, r.offset) for r in batch)
                 self._positions[tp] = position + len(batch)
                 budget -= len(batch)
         if not out:

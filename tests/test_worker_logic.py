@@ -458,6 +458,11 @@ def test_a_partition_that_stays_across_a_rebalance_is_read_again_from_its_commit
         r.turn_until(lambda: r.committed().get(0) == 8)
         submitted = Counter(r.engine.submitted)
         assert set(submitted) == {f"stay-{i}" for i in range(8)}
-        assert all(submitted[f"stay-{i}"] == 2 for i in range(4))  # dropped, read again
+        # Read again from the commit: each held event comes back. It is analysed a second time,
+        # or joins its first analysis when that is still finishing (the pipeline's duplicate
+        # join): which one is a race between release() and the re-read, so both are right.
+        # (Asserting 2 failed about 1 run in 25.)
+        assert all(submitted[f"stay-{i}"] in (1, 2) for i in range(4)), submitted
+        assert r.consumer.positions_read(0).count(0) == 2  # offset 0 was delivered twice
     finally:
         r.close()

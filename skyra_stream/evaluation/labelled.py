@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,27 +46,26 @@ def read_labelled(predictions: Sequence[Path], audits: Sequence[Path] = ()) -> L
     digest = hashlib.sha256()
     records: list[Labelled] = []
     problems: list[str] = []
-    for path in predictions:
+
+    def lines(path: Path) -> Iterator[tuple[int, str]]:
         data = path.read_bytes()
         digest.update(data)
         for n, line in enumerate(data.decode("utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
+            if line.strip():
+                yield n, line
+
+    for path in predictions:
+        for n, line in lines(path):
             try:
                 doc = json.loads(line)
                 source = str(doc["source"])
                 p = doc.get("fake_probability")
-                records.append(
-                    Labelled(source, source != REAL, float(p) if p is not None else None)
-                )
+                score = float(p) if p is not None else None
+                records.append(Labelled(source, source != REAL, score))
             except (ValueError, KeyError, TypeError) as exc:
                 problems.append(f"{path}:{n}: not a prediction: {exc}")
     for path in audits:
-        data = path.read_bytes()
-        digest.update(data)
-        for n, line in enumerate(data.decode("utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
+        for n, line in lines(path):
             try:
                 audit = AuditRecord.model_validate_json(line)
             except ValidationError as exc:
