@@ -31,8 +31,8 @@ test: setup  ## the test suite CI runs (real vLLM, broker and S3 on loopback; no
 # The modules left out import vLLM at collection time and are all real-stack tests.
 FAST_IGNORE := --ignore=tests/test_engine.py --ignore=tests/test_api.py --ignore=tests/test_worker.py
 
-test-fast: setup  ## the logic with fakes: no vLLM, broker or S3 server (about a minute)
-	$(VENV)/bin/pytest -m "not stack and not slow and not subprocess and not fuzz and not heavy" $(FAST_IGNORE) $(PYTEST_ARGS)
+test-fast: setup  ## the logic with fakes: no vLLM, broker or S3 server (under a minute on two processes)
+	$(VENV)/bin/pytest -m "not stack and not slow and not subprocess and not fuzz and not heavy" -n 2 --dist loadfile $(FAST_IGNORE) $(PYTEST_ARGS)
 
 test-all: setup  ## every test, the long campaigns included
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
