@@ -4,7 +4,7 @@
         allowlist, byte cap, retries, SHA-256 on the way) ─► [reuse: the content is known]
         ─► provenance (C2PA) ─► a `skip_model` rule may decide here: no decode, no engine
         ─► decode (CPU pool: 16 frames within the limits)
-        ─► engine (any `inference.Engine`; batched with everything else in flight)
+        ─► engine (any `model.engine.Engine`; batched with everything else in flight)
         ─► decision (the tenant's policy) ─► Outcome: a Verdict, or the SkyraError why not
 
 The Kafka worker, the HTTP API and the CLI differ only in how a job arrives and where its
