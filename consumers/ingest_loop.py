@@ -25,7 +25,7 @@ from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
-from skyra_stream.consumers.offsets import PartitionOffsets
+from skyra_stream.consumers.offsets import PartitionOffsets, commit, committable
 from skyra_stream.consumers.paused_fetches import restore_resumed_partitions
 from skyra_stream.health import HealthState
 from skyra_stream.messages import KafkaPosition
@@ -187,12 +187,7 @@ class IngestLoop:
     def _committable(
         self, partitions: Iterable[TopicPartition]
     ) -> dict[TopicPartition, OffsetAndMetadata]:
-        to_commit = {}
-        for tp in partitions:
-            offsets = self._offsets.get(tp)
-            position = offsets.committable() if offsets else None
-            if position is not None:
-                to_commit[tp] = OffsetAndMetadata(position, "", -1)
+        to_commit = committable(self._offsets, partitions)
         if to_commit:
             # Outcomes were acknowledged before their offsets were marked finished; flushing
             # here as well keeps "publish before commit" true even for a custom sink.
@@ -205,21 +200,11 @@ class IngestLoop:
             return
         self._last_commit = now
         to_commit = self._committable(partitions if partitions is not None else self._offsets)
-        if not to_commit:
-            return
-        try:
-            self.consumer.commit(to_commit)
-        except KafkaError as exc:
-            # Broker unreachable or a rebalance under way: keep the offsets pending and try
-            # again at the next interval; nothing is lost, at worst redelivered.
-            log.warning("commit_failed", error=repr(exc))
-            return
-        for tp, om in to_commit.items():
-            self._offsets[tp].committed = om.offset
-        log.debug(
-            "committed",
-            offsets={f"{t.topic}[{t.partition}]": o.offset for t, o in to_commit.items()},
-        )
+        if to_commit and commit(self.consumer, self._offsets, to_commit):
+            log.debug(
+                "committed",
+                offsets={f"{t.topic}[{t.partition}]": o.offset for t, o in to_commit.items()},
+            )
 
     def _realign(self) -> None:
         """Start each partition of the last assignment at its committed offset, unpaused.

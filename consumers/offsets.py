@@ -8,7 +8,16 @@ lowest offset still unfinished, or one past the highest finished when nothing is
 from __future__ import annotations
 
 import heapq
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from kafka import TopicPartition
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass
@@ -41,3 +50,34 @@ class PartitionOffsets:
         if self.committed is not None and position <= self.committed:
             return None
         return position
+
+
+def committable(
+    offsets: Mapping[TopicPartition, PartitionOffsets], partitions: Iterable[TopicPartition]
+) -> dict[TopicPartition, OffsetAndMetadata]:
+    """The position each of `partitions` may commit now (those with nothing new left out)."""
+    out = {}
+    for tp in partitions:
+        partition = offsets.get(tp)
+        position = partition.committable() if partition else None
+        if position is not None:
+            out[tp] = OffsetAndMetadata(position, "", -1)
+    return out
+
+
+def commit(
+    consumer: Any,
+    offsets: Mapping[TopicPartition, PartitionOffsets],
+    positions: Mapping[TopicPartition, OffsetAndMetadata],
+) -> bool:
+    """Commit `positions` and remember them as committed; False when the commit failed
+    (broker unreachable, a rebalance under way): the offsets stay pending for the next
+    try, so nothing is lost, at worst redelivered."""
+    try:
+        consumer.commit(dict(positions))
+    except KafkaError as exc:
+        log.warning("commit_failed", error=repr(exc))
+        return False
+    for tp, meta in positions.items():
+        offsets[tp].committed = meta.offset
+    return True

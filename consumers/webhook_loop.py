@@ -25,12 +25,10 @@ from typing import Any
 
 import structlog
 from kafka import KafkaConsumer, TopicPartition
-from kafka.errors import KafkaError
-from kafka.structs import OffsetAndMetadata
 from pydantic import ValidationError
 
 from skyra_stream.consumers.ingest_loop import make_consumer
-from skyra_stream.consumers.offsets import PartitionOffsets
+from skyra_stream.consumers.offsets import PartitionOffsets, commit, committable
 from skyra_stream.decisions.job_store import JobStore, is_job
 from skyra_stream.decisions.verdicts import build_dead_letter
 from skyra_stream.delivery.webhooks import WebhookSender
@@ -206,23 +204,11 @@ class WebhookLoop:
             return
         self._last_commit = now
         assigned = self.consumer.assignment()
-        to_commit = {}
-        for tp, offsets in list(self._offsets.items()):
-            if tp not in assigned:  # revoked: its in-flight records are redelivered
-                del self._offsets[tp]
-                continue
-            position = offsets.committable()
-            if position is not None:
-                to_commit[tp] = OffsetAndMetadata(position, "", -1)
-        if not to_commit:
-            return
-        try:
-            self.consumer.commit(to_commit)
-        except KafkaError as exc:
-            log.warning("commit_failed", error=repr(exc))
-            return
-        for tp, meta in to_commit.items():
-            self._offsets[tp].committed = meta.offset
+        for tp in [tp for tp in self._offsets if tp not in assigned]:
+            del self._offsets[tp]  # revoked: its in-flight records are redelivered
+        to_commit = committable(self._offsets, list(self._offsets))
+        if to_commit:
+            commit(self.consumer, self._offsets, to_commit)
 
     def _drain(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s

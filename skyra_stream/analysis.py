@@ -237,23 +237,25 @@ class Analysis:
         capacity by default), so that memory stays flat however many inputs there are (the
         CLI and eval)."""
         limit = max(1, limit or self.capacity)
+        todo = iter(jobs)
         pending: set[concurrent.futures.Future[Outcome]] = set()
-        for job in jobs:
-            while len(pending) >= limit:
-                done, pending = concurrent.futures.wait(
-                    pending, return_when=concurrent.futures.FIRST_COMPLETED
-                )
-                while done:  # each outcome is let go of once its caller has it
-                    yield done.pop().result()
-            pending.add(self.start(job))
-        # Not `as_completed(pending)`: it holds every future it was given until the last one
-        # is done, so the drain kept up to `limit` finished outcomes and their frames alive
-        # at once (the end of a run peaked ~85 MiB above its steady state, bench-analyze).
-        while pending:
+        more = True
+        while True:
+            while more and len(pending) < limit:
+                job = next(todo, None)
+                if job is None:
+                    more = False
+                else:
+                    pending.add(self.start(job))
+            if not pending:
+                return
+            # `wait`, not `as_completed(pending)`: the latter holds every future it was given
+            # until the last is done, so a run's drain kept up to `limit` finished outcomes
+            # and their frames alive at once (~85 MiB above the steady state, bench-analyze).
             done, pending = concurrent.futures.wait(
                 pending, return_when=concurrent.futures.FIRST_COMPLETED
             )
-            while done:
+            while done:  # each outcome is let go of once its caller has it
                 yield done.pop().result()
 
     @property

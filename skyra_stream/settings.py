@@ -418,13 +418,6 @@ class Settings(BaseSettings):
                 "cache are sealed, or anyone who can write to it decides verdicts"
             )
 
-    def revoke_budget_s(self) -> float:
-        """The revoke budget in force: at most half the session timeout. It runs in
-        kafka-python's rebalance listener, on its network thread: no heartbeat goes out
-        meanwhile, and a budget near the session timeout would get this worker expelled
-        from the group it is trying to hand partitions over to cleanly."""
-        return min(self.kafka_revoke_budget_s, self.kafka_session_timeout_ms / 2000)
-
     def bearer_tokens(self) -> list[str]:
         """Token lines from SKYRA_API_TOKENS and SKYRA_API_TOKENS_FILE (blank lines and #
         ignored); a file's line may bind its token (`api.guards.ApiTokens.parse`)."""

@@ -55,11 +55,14 @@ def test_sasl_needs_credentials() -> None:
 
 def test_the_revoke_budget_stays_well_inside_the_session_timeout() -> None:
     # The budget blocks kafka-python's network thread (no heartbeats meanwhile).
-    assert (
-        Settings(kafka_revoke_budget_s=20, kafka_session_timeout_ms=30_000).revoke_budget_s() == 15
-    )
-    assert Settings(kafka_session_timeout_ms=6_000).revoke_budget_s() == 3
-    assert Settings().revoke_budget_s() == 5
+    from skyra_stream.runtime.configs import kafka_config
+
+    def budget(**values: object) -> float:
+        return kafka_config(Settings(**values)).revoke_budget_s()  # type: ignore[arg-type]
+
+    assert budget(kafka_revoke_budget_s=20, kafka_session_timeout_ms=30_000) == 15
+    assert budget(kafka_session_timeout_ms=6_000) == 3
+    assert budget() == 5
 
 
 @pytest.mark.subprocess

@@ -83,9 +83,6 @@ def jobs_router(
     """The routes, for an API where jobs are on (elsewhere they are not mounted: 404)."""
     router = APIRouter(prefix="/v1", tags=["jobs"], dependencies=[Depends(authorized)])
 
-    def service() -> JobsService:
-        return jobs
-
     @router.post(
         "/jobs",
         status_code=202,
@@ -95,39 +92,37 @@ def jobs_router(
         "outcome is a signed webhook to `callback_url` and GET /v1/jobs/{id}",
     )
     async def submit(request: Request) -> JobAccepted:
-        s = service()
         tenant: str | None = request.state.tenant
         job_id = f"{JOB_PREFIX}{uuid.uuid4().hex}"
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if kind == "multipart/form-data":
-            uri, fields = await _staged(request, s, job_id)
+            fields = await _staged(request, job_id)
         else:
             try:
-                body = JobRequest.model_validate_json(await request.body())
+                fields = JobRequest.model_validate_json(await request.body())
             except ValidationError as exc:
                 raise _problem(ErrorCode.INVALID_EVENT, short_errors(exc)) from None
-            uri, fields = body.uri, body
-        if s.tenant_key in fields.metadata and fields.metadata[s.tenant_key] != tenant:
+        if jobs.tenant_key in fields.metadata and fields.metadata[jobs.tenant_key] != tenant:
             raise _problem(
                 ServiceCode.FORBIDDEN, "a job's tenant is its token's; the metadata names another"
             )
         _check_callback_shape(fields.callback_url)
-        metadata = {**fields.metadata, **({s.tenant_key: tenant} if tenant else {})}
+        metadata = {**fields.metadata, **({jobs.tenant_key: tenant} if tenant else {})}
         try:
             event = IngestEvent(
                 event_id=job_id,
                 video_id=fields.video_id or job_id,
-                uri=uri,
+                uri=fields.uri,
                 metadata=metadata,
                 callback_url=fields.callback_url,
             )
         except ValidationError as exc:
             raise _problem(ErrorCode.INVALID_EVENT, short_errors(exc)) from None
         loop = asyncio.get_running_loop()
-        if s.store is not None:
-            await loop.run_in_executor(None, s.store.queued, job_id, tenant)
+        if jobs.store is not None:
+            await loop.run_in_executor(None, jobs.store.queued, job_id, tenant)
         try:
-            await loop.run_in_executor(None, s.publish, event)
+            await loop.run_in_executor(None, jobs.publish, event)
         except Exception as exc:
             raise _problem(
                 ServiceCode.NOT_READY, f"the ingest topic did not take it: {exc}"
@@ -141,8 +136,7 @@ def jobs_router(
         summary="A job: queued, done with its verdict, or failed with its dead letter",
     )
     async def status(job_id: str, request: Request) -> JobRecord:
-        s = service()
-        if s.store is None:
+        if jobs.store is None:
             raise _problem(
                 ServiceCode.NOT_CONFIGURED,
                 "no job store here (SKYRA_JOBS_STORE_URL or SKYRA_VERDICT_CACHE_URL): "
@@ -150,14 +144,14 @@ def jobs_router(
             )
         record = None
         if job_id.startswith(JOB_PREFIX) and len(job_id) <= 64:
-            record = await asyncio.get_running_loop().run_in_executor(None, s.store.get, job_id)
+            record = await asyncio.get_running_loop().run_in_executor(None, jobs.store.get, job_id)
         # Another tenant's job is as unknown as one that does not exist.
         if record is None or record.tenant != request.state.tenant:
             raise _problem(ServiceCode.NOT_FOUND, f"no job {job_id[:80]!r} for this token")
         return record
 
-    async def _staged(request: Request, s: JobsService, job_id: str) -> tuple[str, JobRequest]:
-        if s.stage is None:
+    async def _staged(request: Request, job_id: str) -> JobRequest:
+        if jobs.stage is None:
             raise _problem(ServiceCode.NOT_CONFIGURED, "uploads need SKYRA_JOBS_STAGING_BUCKET")
         form = await request.form(max_files=1, max_fields=16)
         try:
@@ -165,7 +159,7 @@ def jobs_router(
             if not isinstance(upload, StarletteUpload):
                 raise _problem(ErrorCode.INVALID_EVENT, "multipart field `file` is required")
             key = f"jobs/{job_id}/{safe_name(upload.filename)}"
-            stage = s.stage
+            stage = jobs.stage
             uri = await asyncio.get_running_loop().run_in_executor(
                 None, lambda: stage(upload.file, key)
             )
@@ -178,7 +172,7 @@ def jobs_router(
             raise _problem(ErrorCode.INVALID_EVENT, short_errors(exc)) from None
         finally:
             await form.close()
-        return uri, fields
+        return fields
 
     return router
 

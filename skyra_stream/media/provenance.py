@@ -47,6 +47,11 @@ class ProvenanceConfig:
     max_manifest_bytes: int = 4 << 20
     trust_anchors_pem: str | None = None
 
+    @classmethod
+    def from_paths(cls, max_manifest_bytes: int, trust_anchors: Path | None) -> ProvenanceConfig:
+        pem = trust_anchors.read_text(encoding="ascii") if trust_anchors else None
+        return cls(max_manifest_bytes, pem)
+
 
 def find_c2pa_box(body: IO[bytes]) -> int | None:
     """Size of the C2PA manifest box of a BMFF file, or None when it has none (or is not
@@ -92,8 +97,7 @@ class ProvenanceReader:
 
     @classmethod
     def from_paths(cls, max_manifest_bytes: int, trust_anchors: Path | None) -> ProvenanceReader:
-        pem = trust_anchors.read_text(encoding="ascii") if trust_anchors else None
-        return cls(ProvenanceConfig(max_manifest_bytes, pem))
+        return cls(ProvenanceConfig.from_paths(max_manifest_bytes, trust_anchors))
 
     def read(self, body: IO[bytes]) -> Provenance:
         """The provenance of the file in `body` (seekable); `body` is left at its start."""

@@ -4,7 +4,7 @@ Each stage declares the config it reads next to its code (`FetchConfig` beside t
 `EngineConfig` beside the engine protocol, ...), with field names that match the settings
 they come from, so that most of them are copied field by field here and a new field cannot
 be forgotten silently (`_take` fails on a name the settings lack). The few that are derived
-(decode threads from the CPU quota, the revoke budget's cap) are derived here, once.
+(decode workers and threads from the CPU quota, the decode device) are derived here, once.
 """
 
 from __future__ import annotations
@@ -66,7 +66,8 @@ def service_config(settings: Settings) -> ServiceConfig:
     )
 
 
-def _secret_bytes(secret: SecretStr | None) -> bytes | None:
+def secret_bytes(secret: SecretStr | None) -> bytes | None:
+    """A key from the settings as the HMACs take it."""
     return secret.get_secret_value().encode() if secret is not None else None
 
 
@@ -75,8 +76,8 @@ def reuse_config(settings: Settings) -> ReuseConfig:
     return ReuseConfig(
         enabled=settings.verdict_cache,
         url=url.get_secret_value() if url is not None else None,
-        key=_secret_bytes(settings.verdict_cache_key),
-        previous_key=_secret_bytes(settings.verdict_cache_previous_key),
+        key=secret_bytes(settings.verdict_cache_key),
+        previous_key=secret_bytes(settings.verdict_cache_previous_key),
         ttl_s=settings.verdict_cache_ttl_s,
         max_entries=settings.verdict_cache_max_entries,
         timeout_s=settings.verdict_cache_timeout_s,
@@ -87,9 +88,9 @@ def provenance_config(settings: Settings) -> ProvenanceConfig | None:
     """None when content credentials are not read (SKYRA_C2PA_ENABLED=false)."""
     if not settings.c2pa_enabled:
         return None
-    anchors = settings.c2pa_trust_anchors
-    pem = anchors.read_text(encoding="ascii") if anchors is not None else None
-    return ProvenanceConfig(settings.c2pa_max_manifest_bytes, pem)
+    return ProvenanceConfig.from_paths(
+        settings.c2pa_max_manifest_bytes, settings.c2pa_trust_anchors
+    )
 
 
 def decode_workers(settings: Settings) -> int:

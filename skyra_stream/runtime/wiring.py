@@ -35,6 +35,7 @@ from skyra_stream.runtime.configs import (
     kafka_config,
     provenance_config,
     reuse_config,
+    secret_bytes,
 )
 from skyra_stream.settings import Settings
 
@@ -98,24 +99,21 @@ def calibration(settings: Settings) -> CalibrationFile | None:
 def review_tickets(settings: Settings) -> ReviewTickets | None:
     """The review tickets' keys, when set (required with SKYRA_REVIEW_TOPIC and by the
     review loop)."""
-    key, previous = settings.review_ticket_key, settings.review_ticket_previous_key
+    key = secret_bytes(settings.review_ticket_key)
     if key is None:
         return None
-    return ReviewTickets(
-        key.get_secret_value().encode(),
-        previous.get_secret_value().encode() if previous is not None else None,
-    )
+    return ReviewTickets(key, secret_bytes(settings.review_ticket_previous_key))
 
 
 def job_store(settings: Settings) -> JobStore | None:
     """The jobs' outcome store: SKYRA_JOBS_STORE_URL, else the verdict cache's Redis; None
     without one (polling then answers 501 and webhooks are the way)."""
     url = settings.jobs_store_url or settings.verdict_cache_url
-    key = settings.verdict_cache_key
+    key = secret_bytes(settings.verdict_cache_key)
     if url is None or key is None:
         return None
     store = RedisVerdictStore(url.get_secret_value(), settings.verdict_cache_timeout_s * 4)
-    return JobStore(store, EntrySeal(key.get_secret_value().encode()), settings.jobs_ttl_s)
+    return JobStore(store, EntrySeal(key), settings.jobs_ttl_s)
 
 
 def webhook_config(settings: Settings) -> WebhookConfig:
