@@ -263,11 +263,19 @@ def version() -> None:
     typer.echo(__version__)
 
 
-@app.command()
-def reviews() -> None:
+reviews_app = typer.Typer(
+    invoke_without_command=True,
+    help="Run the review loop (no subcommand), or report on the audit trail (`stats`).",
+)
+
+
+@reviews_app.callback()
+def reviews(ctx: typer.Context) -> None:
     """Run the review loop: review events (SKYRA_REVIEW_RESULTS_TOPIC) are checked and
     appended to SKYRA_AUDIT_TOPIC, linked to their verdict; a malformed one becomes an
     `invalid_review` dead letter. Exits 0 after SIGTERM, 1 on a Kafka failure."""
+    if ctx.invoked_subcommand is not None:
+        return
     import signal
 
     from skyra_stream.consumers.review_loop import ReviewLoop
@@ -286,9 +294,67 @@ def reviews() -> None:
     raise typer.Exit(worker.run())
 
 
+@reviews_app.command("stats")
+def reviews_stats(
+    audit: Annotated[
+        list[Path], typer.Option("--audit", help="JSON lines of the audit topic (repeatable).")
+    ],
+) -> None:
+    """Per reviewer and per model version: reviews, overturn rate, agreement with the model,
+    median time from verdict to review."""
+    from skyra_stream.decisions.training_export import read_audit_records
+    from skyra_stream.evaluation.review_stats import render, review_stats
+
+    records = []
+    for path in audit:
+        found, problems = read_audit_records(path)
+        records += found
+        for problem in problems:
+            typer.echo(problem, err=True)
+    if not records:
+        typer.echo("no audit records", err=True)
+        raise typer.Exit(1)
+    typer.echo(render(review_stats(records)))
+
+
+@app.command("review-console")
+def review_console() -> None:
+    """Bridge the review topic to Label Studio: one task per verdict sent to review, with the
+    model's answer pre-loaded; reviewers' annotations come back (Label Studio's webhook and a
+    catch-up poll) as review events on SKYRA_REVIEW_RESULTS_TOPIC. Exits 0 after SIGTERM,
+    1 on a failure, 2 on a configuration error."""
+    import signal
+
+    from pydantic import ValidationError as Invalid
+
+    from skyra_stream.api.label_studio_hooks import label_studio_router
+    from skyra_stream.runtime.process import serve_probes
+    from skyra_stream.runtime.wiring import build_review_console
+
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        console = build_review_console(settings)
+    except (ValueError, Invalid) as exc:
+        typer.echo(f"invalid configuration: {exc}", err=True)
+        raise typer.Exit(2) from None
+    secret = settings.review_console_webhook_secret
+    routers = [label_studio_router(secret.get_secret_value(), console.notify)] if secret else []
+    # /healthz, /readyz (project ready, partitions assigned), /metrics, and the webhook
+    server = serve_probes(settings, console.metrics, console.ready, routers=routers)
+    signal.signal(signal.SIGTERM, lambda *_: console.stop())
+    signal.signal(signal.SIGINT, lambda *_: console.stop())
+    try:
+        code = console.run()
+    finally:
+        server.close(timeout_s=5)
+    raise typer.Exit(code)
+
+
 # The offline commands, on the same app (one `skyra-stream --help`).
 app.registered_commands.extend(commands.registered_commands)
 app.add_typer(policy_app, name="policy")
+app.add_typer(reviews_app, name="reviews")
 
 
 def main() -> None:

@@ -135,6 +135,25 @@ class Metrics:
             buckets=STAGE_BUCKETS,
             registry=r,
         )
+        self.review_tasks = Counter(
+            "skyra_review_console_tasks",
+            "Verdicts from the review topic by result (created, existing: found by event id, "
+            "dead_letter)",
+            ["result"],
+            registry=r,
+        )
+        self.review_annotations = Counter(
+            "skyra_review_console_annotations",
+            "Label Studio annotations by result (published: a review event, dead_letter, "
+            "skipped: cancelled or already published)",
+            ["result"],
+            registry=r,
+        )
+        self.review_console_retries = Counter(
+            "skyra_review_console_retries",
+            "Label Studio calls retried because it was down, slow or overloaded",
+            registry=r,
+        )
         self.api_seconds = Histogram(
             "skyra_api_request_seconds",
             "HTTP API request latency",

@@ -153,6 +153,45 @@ class Settings(BaseSettings):
     webhook_backoff_initial_s: float = Field(default=1.0, gt=0)
     webhook_backoff_max_s: float = Field(default=300.0, gt=0)
 
+    # -- review console (`skyra-stream review-console`, Label Studio) ---------------------
+    review_console_topic: str | None = Field(
+        default=None,
+        description="The review topic the console turns into Label Studio tasks: the workers' "
+        "SKYRA_REVIEW_TOPIC (named apart because the console holds no review-ticket key).",
+    )
+    label_studio_url: str | None = Field(
+        default=None, description="Label Studio's base URL, e.g. https://label-studio.internal."
+    )
+    label_studio_token: SecretStr | None = Field(
+        default=None, description="API token of the Label Studio user the console acts as."
+    )
+    label_studio_project: str = Field(
+        default="Skyra review", description="Project title (made, and kept up to date, on start)."
+    )
+    label_studio_timeout_s: float = Field(default=10.0, gt=0, description="Per API call.")
+    review_console_group_id: str = Field(default="skyra-review-console")
+    review_console_webhook_url: str | None = Field(
+        default=None,
+        description="Where Label Studio reaches the console's webhook (its Service), ending in "
+        "/v1/label-studio/webhook; unset: the catch-up poll alone.",
+    )
+    review_console_webhook_secret: SecretStr | None = Field(
+        default=None, description="Bearer secret Label Studio sends with each webhook."
+    )
+    review_console_poll_s: float = Field(
+        default=300.0, gt=0, description="Catch-up poll of annotated tasks (and on start)."
+    )
+    review_console_video_ttl_s: int = Field(
+        default=3 * 24 * 3600,
+        ge=60,
+        le=7 * 24 * 3600,
+        description="Lifetime of a task's presigned video URL (SigV4 allows at most 7 days).",
+    )
+    review_console_s3_public_endpoint_url: str | None = Field(
+        default=None,
+        description="S3 endpoint as reviewers' browsers reach it, when not SKYRA_S3_ENDPOINT_URL.",
+    )
+
     # -- object storage -------------------------------------------------------------------
     s3_endpoint_url: str | None = Field(
         default=None, description="S3-compatible endpoint (MinIO, moto); AWS when unset."
@@ -403,6 +442,7 @@ class Settings(BaseSettings):
             "verdict_cache_previous_key",
             "review_ticket_key",
             "review_ticket_previous_key",
+            "review_console_webhook_secret",
         ):
             secret = getattr(self, name)
             if secret is not None and len(secret.get_secret_value()) < MIN_KEY_CHARS:

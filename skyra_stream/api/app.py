@@ -67,6 +67,8 @@ log = structlog.get_logger(__name__)
 API_ENDPOINTS = frozenset({"analyze", "analyze_batch", "analyze_frames"})
 MAX_FRAMES = 256  # per /v1/analyze_frames call; thinned to the model's 16
 
+Router = APIRouter  # what the other processes' own routes are (serve_probes)
+
 
 def problem_from(exc: BaseException, settings: Settings) -> ApiProblem:
     """Every failure of an analysis as an ApiProblem: its status comes from its code."""

@@ -18,12 +18,12 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import FrameType
 
 import structlog
 
-from skyra_stream.api.app import create_app
+from skyra_stream.api.app import Router, create_app
 from skyra_stream.api.http_server import HttpServer
 from skyra_stream.api.service import AnalyzeService
 from skyra_stream.consumers.ingest_loop import IngestLoop
@@ -131,12 +131,19 @@ def run(settings: Settings, *, kafka: bool) -> int:
     return code
 
 
-def serve_probes(settings: Settings, metrics: Metrics, ready: Callable[[], bool]) -> HttpServer:
-    """Probes and metrics alone, for the processes without the API (`webhooks`)."""
+def serve_probes(
+    settings: Settings,
+    metrics: Metrics,
+    ready: Callable[[], bool],
+    routers: Sequence[Router] = (),
+) -> HttpServer:
+    """Probes and metrics, for the processes without the API (`webhooks`, `review-console`),
+    with the routes of their own (the review console's webhook)."""
     health = HealthState()
     health.ready_when("ready", ready)
-    server = HttpServer(
-        create_app(settings, health, metrics, api=False), settings.http_host, settings.http_port
-    ).start()
+    app = create_app(settings, health, metrics, api=False)
+    for router in routers:
+        app.include_router(router)
+    server = HttpServer(app, settings.http_host, settings.http_port).start()
     log.info("http_listening", host=settings.http_host, port=server.port, api=False)
     return server

@@ -8,18 +8,23 @@ in (`fetcher=`, `policies=`) instead of patching.
 
 from __future__ import annotations
 
+import dataclasses
+
 import yaml
 
 from skyra_stream.analysis import Analysis
 from skyra_stream.api.jobs import JobsService
+from skyra_stream.consumers.review_console import ReviewConsole, ReviewConsoleConfig
 from skyra_stream.consumers.webhook_loop import WebhookLoop
 from skyra_stream.decisions.calibration import CalibrationFile, load_calibration
 from skyra_stream.decisions.job_store import JobStore
 from skyra_stream.decisions.policy import PolicyFile, load_policy
 from skyra_stream.decisions.reuse import EntrySeal, RedisVerdictStore, ReuseCache, answer_identity
 from skyra_stream.decisions.review_tickets import ReviewTickets
+from skyra_stream.delivery.label_studio import LabelStudio, LabelStudioConfig
 from skyra_stream.delivery.webhooks import WebhookConfig, WebhookSender, WebhookTenants
 from skyra_stream.media.fetch import Fetcher, ObjectFetcher
+from skyra_stream.media.links import VideoLinks
 from skyra_stream.media.provenance import ProvenanceReader
 from skyra_stream.media.staging import Stager
 from skyra_stream.messages import IngestEvent, ModelInfo
@@ -151,6 +156,47 @@ def build_webhook_loop(settings: Settings, metrics: Metrics | None = None) -> We
         group_id=settings.webhook_group_id,
         store=job_store(settings),
         concurrency=settings.webhook_concurrency,
+        metrics=metrics,
+    )
+
+
+def build_review_console(settings: Settings, metrics: Metrics | None = None) -> ReviewConsole:
+    """The Label Studio bridge; raises ValueError naming what its configuration lacks."""
+    missing = [
+        name
+        for name in ("review_console_topic", "label_studio_url", "label_studio_token")
+        if getattr(settings, name) is None
+    ]
+    if missing:
+        raise ValueError(", ".join(f"SKYRA_{name.upper()}" for name in missing) + ": required")
+    if settings.review_console_webhook_url and settings.review_console_webhook_secret is None:
+        raise ValueError("SKYRA_REVIEW_CONSOLE_WEBHOOK_SECRET: required with the webhook URL")
+    assert settings.label_studio_url is not None
+    assert settings.label_studio_token is not None
+    studio = LabelStudio(
+        LabelStudioConfig(
+            url=settings.label_studio_url,
+            token=settings.label_studio_token.get_secret_value(),
+            project_title=settings.label_studio_project,
+            timeout_s=settings.label_studio_timeout_s,
+        )
+    )
+    links = VideoLinks(
+        fetch_config(settings),
+        settings.review_console_video_ttl_s,
+        settings.review_console_s3_public_endpoint_url,
+    )
+    secret = settings.review_console_webhook_secret
+    return ReviewConsole(
+        dataclasses.replace(kafka_config(settings), review_topic=settings.review_console_topic),
+        studio,
+        links.url,
+        ReviewConsoleConfig(
+            group_id=settings.review_console_group_id,
+            webhook_url=settings.review_console_webhook_url,
+            webhook_secret=secret.get_secret_value() if secret else None,
+            poll_interval_s=settings.review_console_poll_s,
+        ),
         metrics=metrics,
     )
 

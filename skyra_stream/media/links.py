@@ -1,0 +1,47 @@
+"""Presigned links: a reviewer's browser plays the upload straight from object storage.
+
+The review console puts the video itself on each Label Studio task, not a copy and not frames:
+temporal artifacts (jitter, identity drift, objects that merge or vanish) are judged by watching
+motion, which 16 stills cannot show, and a presigned GET streams with range requests from the
+bucket that already holds the object, so nothing is copied and access ends by itself. Only
+objects in the allowed buckets are linked (the same allowlist as fetching); anything else gets
+no link, and the task says so instead of showing a video. The lifetime is bounded by
+configuration and by SigV4 itself (at most 7 days).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from skyra_stream.errors import SkyraError
+from skyra_stream.media.fetch import FetchConfig, make_s3_client, resolve_uri
+from skyra_stream.messages import Source
+
+MAX_TTL_S = 7 * 24 * 3600
+
+
+class VideoLinks:
+    def __init__(self, config: FetchConfig, ttl_s: int, public_endpoint_url: str | None = None):
+        if not 0 < ttl_s <= MAX_TTL_S:
+            raise ValueError(f"a presigned URL lives between 1 s and {MAX_TTL_S} s, not {ttl_s}")
+        self.config = config
+        self.ttl_s = ttl_s
+        # The endpoint as browsers reach it (an ingress), which may differ from the in-cluster one.
+        endpoint = public_endpoint_url or config.s3_endpoint_url
+        self._s3 = make_s3_client(replace(config, s3_endpoint_url=endpoint))
+
+    def url(self, source: Source) -> str | None:
+        """A time-limited GET link to the source's object, or None when it cannot be served."""
+        try:
+            location = resolve_uri(source.uri, self.config)
+        except SkyraError:
+            return None
+        if location.scheme != "s3":
+            return None
+        params = {"Bucket": location.bucket, "Key": location.key}
+        if source.version_id:
+            params["VersionId"] = source.version_id
+        url: str = self._s3.generate_presigned_url(
+            "get_object", Params=params, ExpiresIn=self.ttl_s
+        )
+        return url
