@@ -239,9 +239,13 @@ def review_from_annotation(
     if len(choices) != 1 or choices[0] not in (FAKE, REAL):
         raise _invalid(f"choose exactly one of {FAKE}/{REAL} (got {choices or 'none'})")
     label = "fake" if choices[0] == FAKE else "real"
+    # An overturn to real drops the model's regions the page may still show.
     artifacts = _artifacts(regions, fps) if label == "fake" else []
-    if label == "real" and any(r.get("from_name") in (SPANS, BOXES) for r in regions):
-        artifacts = []  # an overturn to real drops the model's regions the page still shows
+    if label == "fake" and not artifacts:
+        raise _invalid(
+            "Fake needs at least one artifact: keep or draw a span on the timeline lane of its "
+            "type (the contract's Fake answer carries one)"
+        )
     texts = [t for r in regions if r.get("from_name") == TEXT for t in _list(r, "text")]
     note = "\n".join(str(t) for t in texts).strip() or None
     if note is not None and note == (verdict.explanation or "").strip():

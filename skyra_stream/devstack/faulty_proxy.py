@@ -1,4 +1,5 @@
-"""An HTTP reverse proxy on loopback that injects faults in front of a real server (moto S3).
+"""An HTTP reverse proxy on loopback that injects faults in front of a real server (moto S3,
+Label Studio).
 
 Tests use it to make a real S3 endpoint answer 503, stall, or deny, and to see every request
 the worker made (so a test can prove nothing outside the allowlist was ever fetched).
@@ -24,6 +25,9 @@ class Fault:
     code: str = "ServiceUnavailable"
     delay_s: float = 0.0  # stall before answering (or before forwarding when status == 0)
     path_contains: str = ""
+    # Forward the request, then hold the upstream's answer this long (status 0): the request
+    # took effect upstream, the client is still waiting (a crash there is the test).
+    hold_s: float = 0.0
 
 
 class FaultyProxy:
@@ -52,7 +56,7 @@ class FaultyProxy:
                         self._answer_error(fault)
                         return
                 try:
-                    self._forward(body)
+                    self._forward(body, fault.hold_s if fault is not None else 0.0)
                 except OSError:
                     # Upstream gone (end of session) or the client hung up after a stall.
                     self.close_connection = True
@@ -68,7 +72,7 @@ class FaultyProxy:
                 self.end_headers()
                 self.wfile.write(xml)
 
-            def _forward(self, body: bytes) -> None:
+            def _forward(self, body: bytes, hold_s: float = 0.0) -> None:
                 conn = http.client.HTTPConnection(*proxy.upstream, timeout=60)
                 try:
                     headers = {
@@ -77,6 +81,8 @@ class FaultyProxy:
                     conn.request(self.command, self.path, body=body or None, headers=headers)
                     resp = conn.getresponse()
                     data = resp.read()
+                    if hold_s:
+                        time.sleep(hold_s)
                     self.send_response(resp.status)
                     for k, v in resp.getheaders():
                         if k.lower() not in _HOP_BY_HOP and k.lower() != "content-length":
@@ -88,7 +94,7 @@ class FaultyProxy:
                 finally:
                     conn.close()
 
-            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _handle
+            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = do_PATCH = _handle
 
         self.server = _QuietServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True

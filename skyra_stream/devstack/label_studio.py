@@ -17,6 +17,7 @@ import secrets
 import shutil
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -132,23 +133,29 @@ class LabelStudioServer:
     def __exit__(self, *_: object) -> None:
         self.stop()
 
-    def reviewer_token(self, email: str) -> str:
-        """A reviewer account (made on first use) and its API token, as that person would
-        get it from their account page."""
+    def add_reviewer(self, email: str) -> Reviewer:
+        """A reviewer account, signed up through the page as a person would, and its API
+        token from its account."""
         password = secrets.token_urlsafe(12)
         with httpx.Client(base_url=self.url, timeout=30.0, follow_redirects=False) as client:
-            page = client.get("/user/signup/")
-            csrf = client.cookies.get("csrftoken", "")
+            client.get("/user/signup/")
             client.post(
                 "/user/signup/",
-                data={"email": email, "password": password, "csrfmiddlewaretoken": csrf},
+                data={
+                    "email": email,
+                    "password": password,
+                    "csrfmiddlewaretoken": client.cookies.get("csrftoken", ""),
+                },
                 headers={"Referer": f"{self.url}/user/signup/"},
             )
-            del page
             answer = client.get("/api/current-user/token")
             if answer.status_code != 200:
-                raise RuntimeError(
-                    f"no token for {email}: {answer.status_code} {answer.text[:200]}"
-                )
-            token: str = answer.json()["token"]
-            return token
+                raise RuntimeError(f"no token for {email}: {answer.status_code}")
+            return Reviewer(email=email, password=password, token=str(answer.json()["token"]))
+
+
+@dataclass(frozen=True)
+class Reviewer:
+    email: str
+    password: str
+    token: str
