@@ -11,10 +11,11 @@ configuration and by SigV4 itself (at most 7 days).
 
 from __future__ import annotations
 
-from dataclasses import replace
+import boto3
+import botocore.config
 
 from skyra_stream.errors import SkyraError
-from skyra_stream.media.fetch import FetchConfig, make_s3_client, resolve_uri
+from skyra_stream.media.fetch import FetchConfig, resolve_uri
 from skyra_stream.messages import Source
 
 MAX_TTL_S = 7 * 24 * 3600
@@ -28,7 +29,17 @@ class VideoLinks:
         self.ttl_s = ttl_s
         # The endpoint as browsers reach it (an ingress), which may differ from the in-cluster one.
         endpoint = public_endpoint_url or config.s3_endpoint_url
-        self._s3 = make_s3_client(replace(config, s3_endpoint_url=endpoint))
+        # SigV4 (SigV2 links are deprecated and carry no lifetime limit of their own); signing
+        # is local, so no timeouts or retries matter here.
+        self._s3 = boto3.session.Session().client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name=config.s3_region or "us-east-1",
+            config=botocore.config.Config(
+                signature_version="s3v4",
+                s3={"addressing_style": "path" if endpoint else "auto"},
+            ),
+        )
 
     def url(self, source: Source) -> str | None:
         """A time-limited GET link to the source's object, or None when it cannot be served."""
