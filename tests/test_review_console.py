@@ -435,7 +435,8 @@ def test_a_reviewer_sees_the_video_the_regions_and_the_verdict_in_chromium(
         page.fill("input[name=email]", erin.email)
         page.fill("input[name=password]", erin.password)
         page.click("button[type=submit], input[type=submit]")
-        page.wait_for_url("**/projects/**", timeout=60_000)
+        page.wait_for_load_state("networkidle")
+        assert "/user/login" not in page.url  # logged in as the reviewer
         page.goto(f"{stack.studio.url}/projects/{stack.project_id}/data?task={task['id']}")
         page.get_by_text("Texture Jittering").first.wait_for(timeout=90_000)
         page.wait_for_timeout(1500)  # let the video's first frame paint before the shot
