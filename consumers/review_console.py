@@ -105,7 +105,9 @@ class ReviewConsole:
         self.metrics = metrics or Metrics()
         self._consumer = consumer
         # It publishes review events and dead letters, never a verdict to the review topic.
-        self.publisher = publisher or OutcomePublisher(dataclasses.replace(kafka, review_topic=None))
+        self.publisher = publisher or OutcomePublisher(
+            dataclasses.replace(kafka, review_topic=None)
+        )
         self.project_id: int | None = None
         self._stop = threading.Event()
         self._pending: queue.Queue[int | None] = queue.Queue()
@@ -152,7 +154,9 @@ class ReviewConsole:
 
     def run(self) -> int:
         """Until `stop()`: 0, or 1 after a Kafka or Label Studio failure that is not transient."""
-        annotations = threading.Thread(target=self._annotations_loop, name="annotations", daemon=True)
+        annotations = threading.Thread(
+            target=self._annotations_loop, name="annotations", daemon=True
+        )
         code = 0
         try:
             if self.project_id is None:
@@ -178,9 +182,7 @@ class ReviewConsole:
         return code
 
     def _make_consumer(self) -> KafkaConsumer:
-        consumer = make_consumer(
-            self.kafka, group_id=self.config.group_id, group_instance_id=None
-        )
+        consumer = make_consumer(self.kafka, group_id=self.config.group_id, group_instance_id=None)
         if not self.kafka.review_topic:
             raise ValueError("the review console needs SKYRA_REVIEW_TOPIC")
         consumer.subscribe([self.kafka.review_topic])
@@ -364,14 +366,19 @@ class ReviewConsole:
         letter = build_dead_letter(raw=raw, error=error)
         video_id = (task.get("data") or {}).get("video_id")
         letter = letter.model_copy(
-            update={"event_id": review_id, "video_id": video_id if isinstance(video_id, str) else None}
+            update={
+                "event_id": review_id,
+                "video_id": video_id if isinstance(video_id, str) else None,
+            }
         )
         self.publisher.publish(letter).result(timeout=ACK_TIMEOUT_S)
         self.metrics.review_annotations.labels("dead_letter").inc()
         log.info("review_rejected", review_id=review_id, reason=error.message[:300])
         self._write_back(task, annotation, error)
 
-    def _write_back(self, task: dict[str, Any], annotation: dict[str, Any], error: SkyraError) -> None:
+    def _write_back(
+        self, task: dict[str, Any], annotation: dict[str, Any], error: SkyraError
+    ) -> None:
         """The reason on the task, where the reviewer sees it: a comment on the annotation
         where Label Studio has comments (Enterprise), else the page's problem line."""
         text = f"Not accepted ({error.code.value}): {error.message[:500]}. Fix and update."

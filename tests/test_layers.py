@@ -160,7 +160,7 @@ def test_the_one_path_is_the_only_place_that_builds_verdicts(graph: grimp.Import
         and "skyra_stream.decisions.verdicts" in graph.find_modules_directly_imported_by(m)
     }
     # The pipeline builds dead letters for messages that never became a job, the review
-    # loop for review events it refuses; only the analysis path builds verdicts (and the
+    # loop and the review console for reviews they refuse; only the analysis path builds verdicts (and the
     # local runs format rejections with the same codes).
     assert "skyra_stream.analysis" in builders
     assert builders <= {
@@ -168,6 +168,7 @@ def test_the_one_path_is_the_only_place_that_builds_verdicts(graph: grimp.Import
         "skyra_stream.pipeline",
         "skyra_stream.runtime.local",
         "skyra_stream.consumers.review_loop",
+        "skyra_stream.consumers.review_console",  # annotations that cannot be reviews
         "skyra_stream.consumers.webhook_loop",  # webhook_failed records
     }
 
