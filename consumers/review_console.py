@@ -288,6 +288,7 @@ class ReviewConsole:
         log.info("catch_up", annotated_tasks=len(tasks))
 
     def _annotations_loop(self) -> None:
+        # One LabelStudio for both threads: httpx.Client "can be shared between threads".
         backoff = Backoff(self.config.retry_initial_s, self.config.retry_max_s)
         while not self._stop.is_set():
             task_id = self._pending.get()

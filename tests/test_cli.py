@@ -50,6 +50,9 @@ def run(*args: str, timeout: float = 600, **env: str) -> subprocess.CompletedPro
         "schema",
         "inspect",
         "samples",
+        "review-console",
+        "reviews",
+        "reviews stats",
     ],
 )
 def test_every_command_explains_itself(command: str) -> None:
@@ -58,7 +61,7 @@ def test_every_command_explains_itself(command: str) -> None:
 
     from skyra_stream.cli import app
 
-    result = CliRunner().invoke(app, [command, "--help"])
+    result = CliRunner().invoke(app, [*command.split(), "--help"])
     assert result.exit_code == 0, result.output
     assert "Usage" in result.output
 

@@ -243,9 +243,16 @@ def test_an_annotation_that_cannot_be_a_review_says_why(
 def test_a_task_without_a_verdict_or_with_a_broken_one_is_refused() -> None:
     with pytest.raises(SkyraError, match="carries no verdict"):
         rt.review_from_annotation({"id": 1, "data": {}}, annotation([]), "a", 1)
-    broken = {"id": 1, "data": {"verdict": json.dumps({"event_id": 1})}}
+    data = task_of(verdict("real"))["data"]
+    broken = {"id": 1, "data": {**data, "verdict": json.dumps({"event_id": 1})}}
     with pytest.raises(SkyraError, match="does not parse"):
         rt.review_from_annotation(broken, annotation([]), "a", 1)
+
+
+def test_a_video_that_cannot_be_served_is_said_on_the_page() -> None:
+    v = verdict("real")
+    assert "video unavailable" in rt.task_for(v, v.model_dump_json(), "t", "")["data"]["summary"]
+    assert "video unavailable" not in task_of(v)["data"]["summary"]
 
 
 def test_review_stats_per_reviewer_and_model_version() -> None:

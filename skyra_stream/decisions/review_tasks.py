@@ -31,7 +31,7 @@ from datetime import datetime
 from typing import Any, Final
 from xml.sax.saxutils import quoteattr
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from skyra_stream.decisions.review_events import final_label
 from skyra_stream.errors import ErrorCode, SkyraError
@@ -49,6 +49,25 @@ FAKE, REAL = "Fake", "Real"
 DEFAULT_FPS: Final = 25.0
 # One colour per L1 group, so a lane's colour says which half of the taxonomy it is in.
 _GROUP_COLOURS: Final = {"Low-Level Forgery": "#e4572e", "Violation of Laws": "#3f88c5"}
+
+
+class TaskData(BaseModel):
+    """What each task carries in Label Studio (`data`): what the page shows, and what the
+    annotation needs to become a review event. Read back as untrusted input: anyone with
+    admin rights in Label Studio can edit it (an edited verdict fails its ticket later)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    video: str = Field(description="Presigned link to the upload; empty when it cannot be served.")
+    fps: float = Field(gt=0, le=240, description="Label Studio's frame clock for this video.")
+    summary: str
+    event_id: str
+    video_id: str
+    fake_probability: float = Field(description="P(fake), the tab's sort key; -1 when none.")
+    model_label: str | None
+    verdict: str = Field(description="The verdict exactly as the review topic carried it.")
+    ticket: str = Field(description="Its `review-ticket` header, untouched.")
+    problem: str = Field(default="", description="Why an annotation was not accepted.")
 
 
 def _invalid(message: str) -> SkyraError:
@@ -119,18 +138,17 @@ def task_for(verdict: Verdict, raw: str, ticket: str | None, video_url: str) -> 
     fps = fps_of(verdict)
     duration = verdict.video.duration_s if verdict.video else 0.0
     p_fake = verdict.fake_probability
-    data = {
-        VIDEO: video_url,
-        "fps": fps,
-        "summary": summary(verdict),
-        "event_id": verdict.event_id,
-        "video_id": verdict.video_id,
-        "fake_probability": p_fake if p_fake is not None else -1.0,
-        "model_label": verdict.label,
-        "verdict": raw,
-        "ticket": ticket or "",
-        "problem": "",  # why the bridge could not accept an annotation, when it could not
-    }
+    data = TaskData(
+        video=video_url,
+        fps=fps,
+        summary=summary(verdict) + ("" if video_url else " · video unavailable (not servable)"),
+        event_id=verdict.event_id,
+        video_id=verdict.video_id,
+        fake_probability=p_fake if p_fake is not None else -1.0,
+        model_label=verdict.label,
+        verdict=raw,
+        ticket=ticket or "",
+    ).model_dump()
     prediction = {
         "model_version": model_version(verdict),
         "score": p_fake if p_fake is not None else 0.0,
@@ -223,11 +241,15 @@ def review_from_annotation(
     task: dict[str, Any], annotation: dict[str, Any], reviewer: str, project_id: int
 ) -> ReviewEvent:
     """The review event an annotation says, or `invalid_review` with what is wrong."""
-    data = task.get("data")
-    if not isinstance(data, dict) or not isinstance(data.get("verdict"), str):
-        raise _invalid("the task carries no verdict (not a task made by the review console)")
     try:
-        verdict = Verdict.model_validate_json(data["verdict"])
+        data = TaskData.model_validate(task.get("data"))
+    except ValidationError as exc:
+        raise _invalid(
+            f"the task carries no verdict (not a task made by the review console): "
+            f"{short_errors(exc)}"
+        ) from None
+    try:
+        verdict = Verdict.model_validate_json(data.verdict)
     except ValidationError as exc:
         raise _invalid(f"the task's verdict does not parse: {short_errors(exc)}") from None
     fps = fps_of(verdict)
@@ -263,7 +285,7 @@ def review_from_annotation(
             artifacts=artifacts,
             note=note[:2000] if note else None,
             reviewed_at=_when(annotation),
-            ticket=str(data.get("ticket") or "") or None,
+            ticket=data.ticket or None,
         )
     except ValidationError as exc:
         raise _invalid(short_errors(exc)) from None
