@@ -5,6 +5,8 @@ tests/test_review_console.py)."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ from skyra_stream.cli import app
 from skyra_stream.consumers.review_console import Backoff
 from skyra_stream.decisions import review_tasks as rt
 from skyra_stream.decisions.review_events import audit_record
+from skyra_stream.devstack.processes import skyra_command
 from skyra_stream.media.fetch import FetchConfig
 from skyra_stream.media.links import VideoLinks
 from skyra_stream.messages import Source
@@ -87,12 +90,21 @@ def test_the_console_names_what_its_configuration_lacks(
         build_review_console(Settings.model_validate(settings))
 
 
-def test_review_console_exits_2_without_label_studio(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SKYRA_REVIEW_CONSOLE_TOPIC", "skyra.review")
-    monkeypatch.delenv("SKYRA_LABEL_STUDIO_URL", raising=False)
-    result = CliRunner().invoke(app, ["review-console"])
-    assert result.exit_code == 2
-    assert "SKYRA_LABEL_STUDIO_URL" in result.output
+@pytest.mark.subprocess
+def test_review_console_exits_2_without_label_studio() -> None:
+    # A child process: the command configures logging on its own stderr, which typer's
+    # in-process runner would close under the next test's loggers.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SKYRA_LABEL_STUDIO")}
+    proc = subprocess.run(
+        [skyra_command(), "review-console"],
+        env={**env, "SKYRA_REVIEW_CONSOLE_TOPIC": "skyra.review"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "SKYRA_LABEL_STUDIO_URL" in proc.stderr
 
 
 def test_reviews_stats_reads_an_audit_file(tmp_path: Path) -> None:
