@@ -184,7 +184,7 @@ class ReviewConsole:
     def _make_consumer(self) -> KafkaConsumer:
         consumer = make_consumer(self.kafka, group_id=self.config.group_id, group_instance_id=None)
         if not self.kafka.review_topic:
-            raise ValueError("the review console needs SKYRA_REVIEW_TOPIC")
+            raise ValueError("the review console needs SKYRA_REVIEW_CONSOLE_TOPIC")
         consumer.subscribe([self.kafka.review_topic])
         return consumer
 
