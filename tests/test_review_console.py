@@ -439,11 +439,19 @@ def test_a_reviewer_sees_the_video_the_regions_and_the_verdict_in_chromium(
         assert "/user/login" not in page.url  # logged in as the reviewer
         page.goto(f"{stack.studio.url}/projects/{stack.project_id}/data?task={task['id']}")
         page.get_by_text("Texture Jittering").first.wait_for(timeout=90_000)
-        page.wait_for_timeout(1500)  # let the video's first frame paint before the shot
+        # The presigned link plays in the browser: the first frame is decoded.
+        page.wait_for_function(
+            "() => { const v = document.querySelector('video'); return v && v.readyState >= 2 }",
+            timeout=60_000,
+        )
+        # For the picture: the box selected in the regions list (its details on the right).
+        page.locator("[class*=outliner] >> text=Texture Jittering").last.click()
+        page.get_by_text("a0-box").wait_for(timeout=30_000)
         text = page.inner_text("body")
         page.screenshot(path=str(shot))
         browser.close()
     assert "Texture Jittering" in text  # the lane and the region
+    assert "a0-box" in text  # the pre-loaded box, selected
     assert "FAKE · P(fake) 0.91" in text  # the verdict line
     assert "Fake" in text  # the choice
     assert "Real" in text
