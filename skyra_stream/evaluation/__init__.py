@@ -1,2 +1,2 @@
-"""Evaluation: measuring the model on labelled data (ViF-Bench) offline, away from the
-serving path; the analysis path never imports it."""
+"""Evaluation: measuring the model on labelled data (ViF-Bench, calibration sets, the audit
+trail's reviews) offline, away from the serving path; the analysis path never imports it."""
