@@ -58,6 +58,9 @@ TOPICS = {
 SCREENSHOT = os.environ.get("SKYRA_REVIEW_SCREENSHOT")  # where to copy the page's screenshot
 
 
+REAL = {"from_name": CHOICE, "to_name": "video", "type": "choices", "value": {"choices": ["Real"]}}
+
+
 def wait_for(check: Callable[[], Any], timeout_s: float, what: str) -> Any:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -270,18 +273,7 @@ def test_an_overturn_and_a_corrected_confirm_reach_the_audit_and_the_training_ex
     alice = stack.studio.add_reviewer("alice@skyra.test")
     bob = stack.studio.add_reviewer("bob@skyra.test")
 
-    stack.annotate(
-        alice,
-        overturn_task["id"],
-        [
-            {
-                "from_name": CHOICE,
-                "to_name": "video",
-                "type": "choices",
-                "value": {"choices": ["Real"]},
-            }
-        ],
-    )
+    stack.annotate(alice, overturn_task["id"], [REAL])
     result = json.loads(json.dumps(confirm_task["predictions"][0]["result"]))
     for region in result:
         if region["from_name"] == SPANS:
@@ -362,6 +354,31 @@ def test_an_annotation_that_cannot_be_a_review_is_dead_lettered_and_said_on_the_
     assert audit_of(stack, "ev-bad") == []
 
 
+def test_a_verdict_edited_in_label_studio_fails_its_ticket_at_the_review_loop(
+    stack: Stack,
+) -> None:
+    stack.publish(review_verdict("ev-edited", 0.74))
+    task = stack.one_task("ev-edited")
+    data = dict(task["data"])
+    edited = json.loads(data["verdict"])
+    edited["video_id"] = "someone-elses-video"  # an admin rewrites what is judged
+    data["verdict"] = json.dumps(edited)
+    stack.api.set_task_data(task["id"], data)
+    frank = stack.studio.add_reviewer("frank@skyra.test")
+    stack.annotate(frank, task["id"], [REAL])
+
+    def refused() -> list[dict[str, Any]]:
+        return [
+            d
+            for d in stack.records(TOPICS["dead_letter_topic"])
+            if "someone-elses-video" in d["raw"] and d["reason"]["code"] == "invalid_review"
+        ]
+
+    [dead] = wait_for(refused, 60, "the review loop's refusal")
+    assert "ticket does not verify" in dead["reason"]["message"]
+    assert audit_of(stack, "ev-edited") == []
+
+
 def test_the_webhook_refuses_a_caller_without_the_secret(stack: Stack) -> None:
     url = f"http://127.0.0.1:{stack.console.http_port}/v1/label-studio/webhook"
     body = {"action": "ANNOTATION_CREATED", "task": {"id": 1}, "annotation": {"id": 1, "task": 1}}
@@ -389,18 +406,7 @@ def test_label_studio_down_then_a_kill_between_task_and_commit_leaves_one_task_p
     stack.proxy.drop_faults()
     # While the console is down a reviewer overturns it: the catch-up poll on start finds it.
     dave = stack.studio.add_reviewer("dave@skyra.test")
-    stack.annotate(
-        dave,
-        task["id"],
-        [
-            {
-                "from_name": CHOICE,
-                "to_name": "video",
-                "type": "choices",
-                "value": {"choices": ["Real"]},
-            }
-        ],
-    )
+    stack.annotate(dave, task["id"], [REAL])
     stack.start_console()
     wait_for(
         lambda: metric(stack.console, "skyra_review_console_tasks", "existing") >= 1,
