@@ -95,11 +95,9 @@ def webhooks() -> None:
     (Standard Webhooks, the tenant's secret from SKYRA_WEBHOOK_TENANTS_FILE); a delivery that
     never lands is a webhook_failed record. Exits 0 after SIGTERM, 1 on a Kafka failure,
     2 on invalid configuration."""
-    import signal
-
     from pydantic import ValidationError as Invalid
 
-    from skyra_stream.runtime.process import serve_probes
+    from skyra_stream.runtime.process import run_with_probes
     from skyra_stream.runtime.wiring import build_webhook_loop
 
     settings = load_settings()
@@ -110,14 +108,7 @@ def webhooks() -> None:
         typer.echo(f"invalid configuration: SKYRA_WEBHOOK_TENANTS_FILE: {exc}", err=True)
         raise typer.Exit(2) from None
     # /healthz, /readyz (partitions assigned), /metrics
-    server = serve_probes(settings, loop.metrics, loop.ready)
-    signal.signal(signal.SIGTERM, lambda *_: loop.stop())
-    signal.signal(signal.SIGINT, lambda *_: loop.stop())
-    try:
-        code = loop.run()
-    finally:
-        server.close(timeout_s=5)
-    raise typer.Exit(code)
+    raise typer.Exit(run_with_probes(settings, loop))
 
 
 @app.command()
@@ -323,12 +314,10 @@ def review_console() -> None:
     model's answer pre-loaded; reviewers' annotations come back (Label Studio's webhook and a
     catch-up poll) as review events on SKYRA_REVIEW_RESULTS_TOPIC. Exits 0 after SIGTERM,
     1 on a failure, 2 on a configuration error."""
-    import signal
-
     from pydantic import ValidationError as Invalid
 
     from skyra_stream.api.label_studio_hooks import label_studio_router
-    from skyra_stream.runtime.process import serve_probes
+    from skyra_stream.runtime.process import run_with_probes
     from skyra_stream.runtime.wiring import build_review_console
 
     settings = load_settings()
@@ -341,14 +330,7 @@ def review_console() -> None:
     secret = settings.review_console_webhook_secret
     routers = [label_studio_router(secret.get_secret_value(), console.notify)] if secret else []
     # /healthz, /readyz (project ready, partitions assigned), /metrics, and the webhook
-    server = serve_probes(settings, console.metrics, console.ready, routers=routers)
-    signal.signal(signal.SIGTERM, lambda *_: console.stop())
-    signal.signal(signal.SIGINT, lambda *_: console.stop())
-    try:
-        code = console.run()
-    finally:
-        server.close(timeout_s=5)
-    raise typer.Exit(code)
+    raise typer.Exit(run_with_probes(settings, console, routers))
 
 
 # The offline commands, on the same app (one `skyra-stream --help`).

@@ -20,6 +20,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from types import FrameType
+from typing import Protocol
 
 import structlog
 
@@ -147,3 +148,27 @@ def serve_probes(
     server = HttpServer(app, settings.http_host, settings.http_port).start()
     log.info("http_listening", host=settings.http_host, port=server.port, api=False)
     return server
+
+
+class ProbedLoop(Protocol):
+    """A Kafka loop run beside its probes (the webhook loop, the review console)."""
+
+    metrics: Metrics
+
+    def ready(self) -> bool: ...
+
+    def run(self) -> int: ...
+
+    def stop(self) -> None: ...
+
+
+def run_with_probes(settings: Settings, loop: ProbedLoop, routers: Sequence[Router] = ()) -> int:
+    """Serve the loop's probes (and routes), run it until SIGTERM or SIGINT asks it to stop,
+    then close the HTTP server: the loop's exit code."""
+    server = serve_probes(settings, loop.metrics, loop.ready, routers=routers)
+    signal.signal(signal.SIGTERM, lambda *_: loop.stop())
+    signal.signal(signal.SIGINT, lambda *_: loop.stop())
+    try:
+        return loop.run()
+    finally:
+        server.close(timeout_s=5)
