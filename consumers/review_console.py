@@ -18,6 +18,10 @@ Two directions, each at least once and idempotent:
   in the task's `meta`. A catch-up poll at start and every `poll_interval_s` goes over every
   annotated task the same way, so annotations made while the bridge was down are not lost; a
   crash between publish and meta republishes the same review id, which the audit drops.
+- Links. A task's video link is presigned with a bounded lifetime; a queue can outlive it (a
+  long weekend's backlog). Every `link_refresh_s` the tasks nobody has annotated yet whose
+  link lapses within `link_margin_s` get a freshly signed one for the same object, so a
+  reviewer never opens a task whose video has expired.
 
 The bridge never holds the review-ticket key: it passes the ticket through untouched and the
 review loop verifies it.
@@ -33,6 +37,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -44,6 +49,7 @@ from skyra_stream.decisions.review_tasks import (
     labelling_config,
     review_from_annotation,
     task_for,
+    task_source,
 )
 from skyra_stream.decisions.review_tasks import review_id as review_id_of
 from skyra_stream.decisions.review_tickets import HEADER
@@ -51,6 +57,7 @@ from skyra_stream.decisions.verdicts import build_dead_letter
 from skyra_stream.delivery.label_studio import LabelStudio, LabelStudioError, LabelStudioUnavailable
 from skyra_stream.errors import ErrorCode, SkyraError
 from skyra_stream.events import short_errors
+from skyra_stream.media.links import expires_at
 from skyra_stream.messages import KafkaPosition, ReviewEvent, Source, Verdict
 from skyra_stream.metrics import Metrics
 from skyra_stream.producers.kafka_config import KafkaConfig
@@ -68,6 +75,8 @@ class ReviewConsoleConfig:
     webhook_url: str | None = None  # where Label Studio reaches the bridge (None: poll only)
     webhook_secret: str | None = None
     poll_interval_s: float = 300.0
+    link_refresh_s: float | None = None  # None: links are never re-signed
+    link_margin_s: float = 0.0  # re-sign a link that lapses within this
     retry_initial_s: float = 0.5
     retry_max_s: float = 30.0
 
@@ -165,6 +174,7 @@ class ReviewConsole:
             self._consumer = consumer
             annotations.start()
             self._catch_up()
+            self.refresh_links()
             self._tasks_loop(consumer)
         except InterruptedError:
             pass
@@ -198,12 +208,17 @@ class ReviewConsole:
     def _tasks_loop(self, consumer: KafkaConsumer) -> None:
         backoff = Backoff(self.config.retry_initial_s, self.config.retry_max_s)
         next_poll = time.monotonic() + self.config.poll_interval_s
+        refresh_s = self.config.link_refresh_s
+        next_refresh = time.monotonic() + (refresh_s or 0.0)
         while not self._stop.is_set():
             batch = consumer.poll(timeout_ms=500)
             self._assigned = bool(consumer.assignment())
             if time.monotonic() >= next_poll:
                 self._catch_up()
                 next_poll = time.monotonic() + self.config.poll_interval_s
+            if refresh_s is not None and time.monotonic() >= next_refresh:
+                self.refresh_links()
+                next_refresh = time.monotonic() + refresh_s
             records = [r for part in batch.values() for r in part]
             if not records:
                 continue
@@ -286,6 +301,45 @@ class ReviewConsole:
             if isinstance(task.get("id"), int):
                 self.notify(task["id"])
         log.info("catch_up", annotated_tasks=len(tasks))
+
+    def refresh_links(self, now: datetime | None = None) -> int:
+        """Re-sign the video link of every unannotated task that lapses within the margin
+        (or carries a link that is not one of ours); returns how many were re-signed."""
+        if self.config.link_refresh_s is None:
+            return 0
+        assert self.project_id is not None
+        lapse_by = (now or datetime.now(UTC)) + timedelta(seconds=self.config.link_margin_s)
+        refreshed = 0
+        try:
+            for task in self.studio.unannotated_tasks(self.project_id):
+                data = _object(task.get("data"))
+                link = data.get("video")
+                if not link or not isinstance(link, str) or not isinstance(task.get("id"), int):
+                    continue  # never servable: the page already says so
+                expiry = expires_at(link)
+                if expiry is not None and expiry > lapse_by:
+                    continue
+                source = task_source(data)
+                fresh = self.video_url(source) if source is not None else None
+                if not fresh:
+                    self.metrics.review_links.labels("unservable").inc()
+                    log.warning("review_link_unservable", task=task["id"])
+                    continue
+                try:
+                    self.studio.set_task_data(task["id"], {**data, "video": fresh})
+                except LabelStudioUnavailable:
+                    raise
+                except LabelStudioError as exc:  # e.g. deleted meanwhile; the others go on
+                    log.warning("review_link_refused", task=task["id"], error=str(exc)[:300])
+                    continue
+                self.metrics.review_links.labels("refreshed").inc()
+                refreshed += 1
+        except LabelStudioUnavailable as exc:
+            log.warning("review_links_deferred", error=str(exc)[:300], refreshed=refreshed)
+            return refreshed
+        if refreshed:
+            log.info("review_links_refreshed", tasks=refreshed)
+        return refreshed
 
     def _annotations_loop(self) -> None:
         # One LabelStudio for both threads: httpx.Client "can be shared between threads".

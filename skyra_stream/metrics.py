@@ -149,6 +149,13 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        self.review_links = Counter(
+            "skyra_review_console_video_links",
+            "Video links of unreviewed tasks re-signed before they lapse, by result (refreshed, "
+            "unservable: the task names no object the console may link)",
+            ["result"],
+            registry=r,
+        )
         self.review_console_retries = Counter(
             "skyra_review_console_retries",
             "Label Studio calls retried because it was down, slow or overloaded",

@@ -185,7 +185,8 @@ class Settings(BaseSettings):
         default=3 * 24 * 3600,
         ge=60,
         le=7 * 24 * 3600,
-        description="Lifetime of a task's presigned video URL (SigV4 allows at most 7 days).",
+        description="Lifetime of a task's presigned video URL (SigV4 allows at most 7 days); "
+        "tasks still unannotated get a fresh one when half of it is left.",
     )
     review_console_s3_public_endpoint_url: str | None = Field(
         default=None,

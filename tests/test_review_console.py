@@ -20,6 +20,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +38,13 @@ from skyra_stream.devstack.label_studio import LabelStudioServer, Reviewer
 from skyra_stream.devstack.processes import ChildProcess
 from skyra_stream.media.decode import DecodeLimits, sample_video
 from skyra_stream.media.fetch import FetchConfig, ObjectFetcher
+from skyra_stream.media.links import expires_at
 from skyra_stream.media.samples import VideoSpec, write_video
 from skyra_stream.messages import Source, Verdict, VideoInfo
 from skyra_stream.producers.kafka_config import KafkaConfig
 from skyra_stream.producers.outcomes import OutcomePublisher
+from skyra_stream.runtime.wiring import build_review_console
+from skyra_stream.settings import Settings
 from tests.test_reviews import FAKE_ANSWER, verdict
 
 pytestmark = pytest.mark.review
@@ -377,6 +381,43 @@ def test_a_verdict_edited_in_label_studio_fails_its_ticket_at_the_review_loop(
     [dead] = wait_for(refused, 60, "the review loop's refusal")
     assert "ticket does not verify" in dead["reason"]["message"]
     assert audit_of(stack, "ev-edited") == []
+
+
+def test_queued_tasks_get_a_fresh_video_link_before_theirs_lapses(stack: Stack) -> None:
+    upload = (stack.logs / "v.mp4").read_bytes()
+    stack.publish(review_verdict("ev-queued", 0.66))
+    stack.publish(review_verdict("ev-swapped", 0.67))
+    queued = stack.one_task("ev-queued")
+    swapped = stack.one_task("ev-swapped")
+    reviewed = stack.one_task("ev-bad")  # annotated by an earlier test: out of the queue
+    # An admin points a queued task's video somewhere else.
+    stack.api.set_task_data(
+        swapped["id"], {**swapped["data"], "video": "https://elsewhere.example/v.mp4"}
+    )
+    # A second console, wired from the same settings as the child, straight to Label Studio;
+    # the clock it judges lapses by is moved, the links it signs are real.
+    console = build_review_console(
+        Settings(**{**stack.settings, "label_studio_url": stack.studio.url})  # type: ignore[arg-type]
+    )
+    try:
+        console.setup()
+        # Fresh links (an hour, re-signed with half left) stay; the foreign one is replaced.
+        assert console.refresh_links() == 1
+        restored = stack.api.task(swapped["id"])["data"]["video"]
+        assert restored.startswith(f"{stack.s3_endpoint}/{BUCKET}/v.mp4?")
+        # An hour on, every link in the queue has lapsed: each is signed anew.
+        later = datetime.now(UTC) + timedelta(hours=1)
+        assert console.refresh_links(now=later) >= 3
+        for task in (queued, swapped):
+            link = stack.api.task(task["id"])["data"]["video"]
+            assert (expires_at(link) or later) >= (expires_at(queued["data"]["video"]) or later)
+            with urllib.request.urlopen(link, timeout=10) as video:
+                assert video.read() == upload
+        assert stack.api.task(reviewed["id"])["data"]["video"] == reviewed["data"]["video"]
+        assert console.metrics.review_links.labels("refreshed")._value.get() >= 4
+    finally:
+        console.publisher.close()
+        console.studio.close()
 
 
 def test_the_webhook_refuses_a_caller_without_the_secret(stack: Stack) -> None:

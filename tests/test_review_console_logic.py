@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ from skyra_stream.decisions import review_tasks as rt
 from skyra_stream.decisions.review_events import audit_record
 from skyra_stream.devstack.processes import skyra_command
 from skyra_stream.media.fetch import FetchConfig
-from skyra_stream.media.links import VideoLinks
+from skyra_stream.media.links import VideoLinks, expires_at
 from skyra_stream.messages import Source
 from skyra_stream.runtime.wiring import build_review_console
 from skyra_stream.settings import Settings
@@ -59,6 +60,29 @@ def test_links_only_for_allowed_buckets_and_with_a_bounded_lifetime() -> None:
     for ttl in (0, 8 * 24 * 3600):
         with pytest.raises(ValueError, match="presigned URL lives"):
             VideoLinks(config, ttl_s=ttl)
+
+
+def test_a_link_says_when_it_lapses_and_a_task_which_upload_it_shows() -> None:
+    config = FetchConfig(s3_allowed_buckets=("uploads",), s3_endpoint_url="http://s3.test")
+    before = datetime.now(UTC).replace(microsecond=0)
+    url = VideoLinks(config, ttl_s=600).url(Source(uri="s3://uploads/a.mp4")) or ""
+    lapses = expires_at(url)
+    assert lapses is not None
+    assert before + timedelta(seconds=600) <= lapses <= datetime.now(UTC) + timedelta(seconds=600)
+    for foreign in (
+        "",
+        "https://elsewhere.example/v.mp4",
+        "http://s3.test/a?X-Amz-Date=yesterday&X-Amz-Expires=600",
+        "http://s3.test/a?X-Amz-Date=20261202T010000Z&X-Amz-Expires=-1",
+        "http://s3.test/a?X-Amz-Date=20261202T010000Z&X-Amz-Expires=99999999999",
+    ):
+        assert expires_at(foreign) is None
+    v = verdict("fake", FAKE_ANSWER)
+    data = rt.task_for(v, v.model_dump_json(), "ticket", url)["data"]
+    assert rt.task_source(data) == v.source
+    assert rt.task_source({**data, "verdict": "{not json"}) is None
+    assert rt.task_source({"video": url}) is None
+    assert rt.task_source("not an object") is None
 
 
 def test_backoff_doubles_to_its_cap_and_resets() -> None:

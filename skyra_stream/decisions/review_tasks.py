@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from skyra_stream.decisions.review_events import final_label
 from skyra_stream.errors import ErrorCode, SkyraError
 from skyra_stream.events import short_errors
-from skyra_stream.messages import CorrectedArtifact, ReviewEvent, Verdict
+from skyra_stream.messages import CorrectedArtifact, ReviewEvent, Source, Verdict
 from skyra_stream.model.taxonomy import TAXONOMY, classify
 
 VIDEO: Final = "video"
@@ -155,6 +155,15 @@ def task_for(verdict: Verdict, raw: str, ticket: str | None, video_url: str) -> 
         "result": prediction_result(verdict, fps, duration),
     }
     return {"data": data, "predictions": [prediction]}
+
+
+def task_source(data: Any) -> Source | None:
+    """The upload a task's video link points at, from the verdict it carries; None when the
+    data (untrusted: Label Studio admins can edit it) is not a task of ours."""
+    try:
+        return Verdict.model_validate_json(TaskData.model_validate(data).verdict).source
+    except ValueError:
+        return None
 
 
 def prediction_result(verdict: Verdict, fps: float, duration_s: float) -> list[dict[str, Any]]:

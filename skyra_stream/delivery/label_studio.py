@@ -199,6 +199,20 @@ class LabelStudio:
             ],
         )
 
+    def unannotated_tasks(self, project_id: int) -> list[dict[str, Any]]:
+        """The queue: tasks nobody has annotated yet."""
+        return self.tasks(
+            project_id,
+            [
+                {
+                    "filter": "filter:tasks:total_annotations",
+                    "operator": "equal",
+                    "type": "Number",
+                    "value": 0,
+                }
+            ],
+        )
+
     def task(self, task_id: int) -> dict[str, Any]:
         doc = self._call("GET", f"/api/tasks/{task_id}")
         if not isinstance(doc, dict):

@@ -6,10 +6,15 @@ motion, which 16 stills cannot show, and a presigned GET streams with range requ
 bucket that already holds the object, so nothing is copied and access ends by itself. Only
 objects in the allowed buckets are linked (the same allowlist as fetching); anything else gets
 no link, and the task says so instead of showing a video. The lifetime is bounded by
-configuration and by SigV4 itself (at most 7 days).
+configuration and by SigV4 itself (at most 7 days). A link carries its own expiry
+(`expires_at`), so the console can re-sign the links of tasks still in the queue before they
+lapse, without keeping any state of its own.
 """
 
 from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs, urlsplit
 
 import boto3
 import botocore.config
@@ -56,3 +61,17 @@ class VideoLinks:
             "get_object", Params=params, ExpiresIn=self.ttl_s
         )
         return url
+
+
+def expires_at(url: str) -> datetime | None:
+    """When a SigV4 presigned link stops working (its `X-Amz-Date` plus `X-Amz-Expires`), or
+    None for anything else: no link, another scheme of signing, a malformed query."""
+    query = parse_qs(urlsplit(url).query)
+    signed, lifetime = query.get("X-Amz-Date", [""])[0], query.get("X-Amz-Expires", [""])[0]
+    if not lifetime.isdigit() or len(lifetime) > 7:
+        return None
+    try:
+        start = datetime.strptime(signed, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+    return start + timedelta(seconds=int(lifetime))

@@ -196,6 +196,10 @@ def build_review_console(settings: Settings, metrics: Metrics | None = None) -> 
             webhook_url=settings.review_console_webhook_url,
             webhook_secret=secret.get_secret_value() if secret else None,
             poll_interval_s=settings.review_console_poll_s,
+            # Re-signed with half their lifetime left, checked four times in that half (hourly
+            # at most), so no queued task shows an expired video.
+            link_refresh_s=min(3600.0, settings.review_console_video_ttl_s / 8),
+            link_margin_s=settings.review_console_video_ttl_s / 2,
         ),
         metrics=metrics,
     )
