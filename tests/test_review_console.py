@@ -494,7 +494,18 @@ def test_a_reviewer_sees_the_video_the_regions_and_the_verdict_in_chromium(
         # For the picture: the box selected in the regions list (its details on the right).
         page.locator("[class*=outliner] >> text=Texture Jittering").last.click()
         page.get_by_text("a0-box").wait_for(timeout=30_000)
+        # Selecting it seeks the video to the box's first frame: wait for that frame.
+        page.wait_for_function(
+            "() => { const v = document.querySelector('video');"
+            " return v && !v.seeking && v.readyState >= 2 }",
+            timeout=60_000,
+        )
         text = page.inner_text("body")
+        # The Fake/Real choice is on the first screen, without scrolling.
+        choices = [
+            page.locator("label", has_text=choice).first.bounding_box(timeout=5000)
+            for choice in ("Fake", "Real")
+        ]
         page.screenshot(path=str(shot))
         browser.close()
     assert "Texture Jittering" in text  # the lane and the region
@@ -502,5 +513,9 @@ def test_a_reviewer_sees_the_video_the_regions_and_the_verdict_in_chromium(
     assert "FAKE · P(fake) 0.91" in text  # the verdict line
     assert "Fake" in text  # the choice
     assert "Real" in text
+    for box in choices:
+        assert box is not None
+        assert box["y"] >= 0
+        assert box["y"] + box["height"] <= 900  # the viewport's height
     if SCREENSHOT:
         shutil.copy(shot, SCREENSHOT)

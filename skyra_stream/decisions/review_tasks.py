@@ -10,6 +10,8 @@ because both directions must agree on one layout:
   one timeline lane per L3 type (`TimelineLabels`, where a span says *when*), boxes on the
   frames labelled with the same types (`VideoRectangle`, *where*), the Real/Fake choice and the
   explanation as text. A new L3 type in the taxonomy is a new lane; nothing is hand-edited.
+  The choice sits under the verdict line, above the video: below the timeline's two sets of
+  26 labels it would be off the first screen.
 - Each artifact of the verdict is pre-loaded as a span and, when it has one, a box, whose
   region ids share a stem (`a3-span`, `a3-box`), so a reviewer's edit of either still names
   the same artifact when it comes back. Label Studio counts frames from 1 at the task's
@@ -86,6 +88,10 @@ def labelling_config() -> str:
     return f"""<View>
   <Header value="$summary"/>
   <View style="color: #b03a2e"><Text name="problem" value="$problem"/></View>
+  <Choices name="{CHOICE}" toName="{VIDEO}" choice="single" showInline="true" required="true">
+    <Choice value="{FAKE}"/>
+    <Choice value="{REAL}"/>
+  </Choices>
   <Video name="{VIDEO}" value="$video" framerate="$fps" height="360"/>
   <Labels name="{BOX_LABELS}" toName="{VIDEO}" allowEmpty="false">
 {labels}
@@ -94,10 +100,6 @@ def labelling_config() -> str:
   <TimelineLabels name="{SPANS}" toName="{VIDEO}">
 {labels}
   </TimelineLabels>
-  <Choices name="{CHOICE}" toName="{VIDEO}" choice="single" showInline="true" required="true">
-    <Choice value="{FAKE}"/>
-    <Choice value="{REAL}"/>
-  </Choices>
   <TextArea name="{TEXT}" toName="{VIDEO}" rows="3" editable="true" maxSubmissions="1"/>
 </View>
 """
