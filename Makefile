@@ -37,7 +37,7 @@ demo: setup  ## the main job on an embedded default: broker, S3, worker, live ve
 	$(VENV)/bin/skyra-stream demo --out demo-out
 
 test: setup  ## the test suite CI runs (real vLLM, broker and S3 on loopback; no GPU)
-	$(VENV)/bin/pytest -m "not slow and not review" -n 2 --dist loadfile $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -m "not slow and not review" -n 2 --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 test-review: setup label-studio chromium  ## the review console round trip: real Label Studio, broker, S3 and Chromium
 	$(VENV)/bin/pytest -m review tests/test_review_console.py $(PYTEST_ARGS)
