@@ -187,31 +187,16 @@ class LabelStudio:
         self._call("POST", f"/api/projects/{project_id}/import", json=[task])
 
     def annotated_tasks(self, project_id: int) -> list[dict[str, Any]]:
-        return self.tasks(
-            project_id,
-            [
-                {
-                    "filter": "filter:tasks:total_annotations",
-                    "operator": "greater",
-                    "type": "Number",
-                    "value": 0,
-                }
-            ],
-        )
+        return self._by_annotations(project_id, "greater")
 
     def unannotated_tasks(self, project_id: int) -> list[dict[str, Any]]:
         """The queue: tasks nobody has annotated yet."""
-        return self.tasks(
-            project_id,
-            [
-                {
-                    "filter": "filter:tasks:total_annotations",
-                    "operator": "equal",
-                    "type": "Number",
-                    "value": 0,
-                }
-            ],
-        )
+        return self._by_annotations(project_id, "equal")
+
+    def _by_annotations(self, project_id: int, operator: str) -> list[dict[str, Any]]:
+        """Tasks whose annotation count compares to 0 by `operator` (Data Manager's)."""
+        count = {"filter": "filter:tasks:total_annotations", "type": "Number", "value": 0}
+        return self.tasks(project_id, [{**count, "operator": operator}])
 
     def task(self, task_id: int) -> dict[str, Any]:
         doc = self._call("GET", f"/api/tasks/{task_id}")
