@@ -160,8 +160,13 @@ class IngestLoop:
                 position = KafkaPosition(
                     topic=tp.topic, partition=tp.partition, offset=record.offset
                 )
+                stamp = getattr(record, "timestamp", None)
                 self.pipeline.submit(
-                    Inbound(raw=record.value or b"", position=position),
+                    Inbound(
+                        raw=record.value or b"",
+                        position=position,
+                        event_time=stamp / 1000 if isinstance(stamp, int) and stamp > 0 else None,
+                    ),
                     self._on_done(tp, record.offset, generation),
                 )
 

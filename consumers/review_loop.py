@@ -22,10 +22,18 @@ from skyra_stream.decisions.review_tickets import ReviewTickets
 from skyra_stream.decisions.verdicts import build_dead_letter
 from skyra_stream.errors import ErrorCode, SkyraError, internal_error
 from skyra_stream.messages import KafkaPosition
+from skyra_stream.metrics import Metrics
 from skyra_stream.producers.kafka_config import KafkaConfig
 from skyra_stream.producers.outcomes import OutcomePublisher, headers
 
 log = structlog.get_logger(__name__)
+
+TICKET_FAILED = SkyraError(
+    ErrorCode.INVALID_REVIEW,
+    "the review's ticket does not verify for this verdict: it was never sent "
+    "to review, or it was edited since (pass the review-ticket header back "
+    "untouched with the verdict as the review topic carried it)",
+)
 
 
 def make_review_consumer(config: KafkaConfig, **overrides: Any) -> KafkaConsumer:
@@ -47,8 +55,10 @@ class ReviewLoop:
         tickets: ReviewTickets,
         consumer: KafkaConsumer | None = None,
         publisher: OutcomePublisher | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.config = config
+        self.metrics = metrics or Metrics()
         self.tickets = tickets
         self.consumer = consumer or make_review_consumer(config)
         self.publisher = publisher or OutcomePublisher(config, tickets=tickets)
@@ -58,6 +68,10 @@ class ReviewLoop:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def ready(self) -> bool:
+        """Readiness: the loop has not been asked to stop (its group membership is Kafka's)."""
+        return not self._stop.is_set()
 
     def run(self) -> int:
         try:
@@ -87,19 +101,17 @@ class ReviewLoop:
         try:
             review = parse_review(raw, self.config.max_message_bytes)
             if not self.tickets.verify(review.verdict, review.ticket):
-                raise SkyraError(
-                    ErrorCode.INVALID_REVIEW,
-                    "the review's ticket does not verify for this verdict: it was never sent "
-                    "to review, or it was edited since (pass the review-ticket header back "
-                    "untouched with the verdict as the review topic carried it)",
-                )
+                self.metrics.review_results.labels("ticket_failed").inc()
+                return self._dead_letter(raw, TICKET_FAILED, position)
             audit = audit_record(review)
         except SkyraError as exc:
+            self.metrics.review_results.labels("invalid").inc()
             return self._dead_letter(raw, exc, position)
         except Exception as exc:  # a bug: still one dead letter, never a crashed loop
             log.exception("review_failed", position=position.as_id())
             return self._dead_letter(raw, internal_error(exc), position)
         self.audited += 1
+        self.metrics.review_results.labels("audited").inc()
         log.info("review_audited", review_id=audit.review_id, verdict=audit.verdict_event_id)
         return self.publisher.send(
             self.config.audit_topic,

@@ -73,7 +73,15 @@ from skyra_stream.messages import (
     Verdict,
 )
 from skyra_stream.metrics import Metrics
-from skyra_stream.model.engine import Engine, EngineConfig, EngineRequest, EngineResult, settle
+from skyra_stream.model.engine import (
+    DEADLINE,
+    LENGTH,
+    Engine,
+    EngineConfig,
+    EngineRequest,
+    EngineResult,
+    settle,
+)
 from skyra_stream.pools import PriorityPool
 
 __all__ = [
@@ -424,6 +432,7 @@ class Analysis:
         infer_s = max(r.infer_s for r in results)
         self.metrics.stage_seconds.labels("queue").observe(queue_s)
         self.metrics.stage_seconds.labels("infer").observe(infer_s)
+        self._count_tokens(results)
         total = time.monotonic() - run.job.accepted_at
         times = StageTimes(
             fetch=run.times.get("fetch"),
@@ -457,6 +466,14 @@ class Analysis:
             self.reuse.remember(run.sha256, verdict)
         self.metrics.stage_seconds.labels("total").observe(total)
         self._settled(run, verdict, video)
+
+    def _count_tokens(self, results: list[EngineResult]) -> None:
+        self.metrics.generated_tokens.observe(sum(r.output_tokens for r in results))
+        for r in results:
+            if r.finish_reason == DEADLINE:
+                self.metrics.outputs_cut.labels("deadline").inc()
+            elif r.finish_reason == LENGTH:
+                self.metrics.outputs_cut.labels("token_cap").inc()
 
     # -- reuse ------------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from skyra_stream.cli_offline import (
     engine_settings,
     load_settings,
     policy_app,
+    start_logging,
     warn_if_tiny,
 )
 from skyra_stream.logs import configure_logging
@@ -40,7 +41,7 @@ def worker() -> None:
     graceful SIGTERM drain, 1 when the engine or Kafka fails, 2 on invalid configuration.
     """
     settings = load_settings()
-    configure_logging(settings.log_level, settings.log_format)
+    start_logging(settings)
     if settings.api_enabled:
         require_api_auth(settings)
     from skyra_stream.runtime.process import run
@@ -58,7 +59,7 @@ def serve() -> None:
     running requests finish, 1 when the engine dies, 2 on invalid configuration.
     """
     settings = load_settings()
-    configure_logging(settings.log_level, settings.log_format)
+    start_logging(settings)
     require_api_auth(settings)
     if settings.model_path is None and settings.engine == "vllm":
         typer.echo("invalid configuration: SKYRA_MODEL_PATH: required", err=True)
@@ -101,7 +102,7 @@ def webhooks() -> None:
     from skyra_stream.runtime.wiring import build_webhook_loop
 
     settings = load_settings()
-    configure_logging(settings.log_level, settings.log_format)
+    start_logging(settings)
     try:
         loop = build_webhook_loop(settings)
     except (OSError, ValueError, Invalid) as exc:
@@ -267,22 +268,20 @@ def reviews(ctx: typer.Context) -> None:
     `invalid_review` dead letter. Exits 0 after SIGTERM, 1 on a Kafka failure."""
     if ctx.invoked_subcommand is not None:
         return
-    import signal
-
     from skyra_stream.consumers.review_loop import ReviewLoop
     from skyra_stream.runtime.configs import kafka_config
+    from skyra_stream.runtime.process import run_with_probes
     from skyra_stream.runtime.wiring import review_tickets
 
     settings = load_settings()
-    configure_logging(settings.log_level, settings.log_format)
+    start_logging(settings)
     tickets = review_tickets(settings)
     if tickets is None:
         typer.echo("invalid configuration: SKYRA_REVIEW_TICKET_KEY: required", err=True)
         raise typer.Exit(2)
     worker = ReviewLoop(kafka_config(settings), tickets=tickets)
-    signal.signal(signal.SIGTERM, lambda *_: worker.stop())
-    signal.signal(signal.SIGINT, lambda *_: worker.stop())
-    raise typer.Exit(worker.run())
+    # /healthz, /readyz, /metrics (skyra_review_results: failed tickets page security)
+    raise typer.Exit(run_with_probes(settings, worker))
 
 
 @reviews_app.command("stats")
@@ -321,7 +320,7 @@ def review_console() -> None:
     from skyra_stream.runtime.wiring import build_review_console
 
     settings = load_settings()
-    configure_logging(settings.log_level, settings.log_format)
+    start_logging(settings)
     try:
         console = build_review_console(settings)
     except (ValueError, Invalid) as exc:

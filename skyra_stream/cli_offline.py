@@ -38,6 +38,23 @@ def load_settings() -> Settings:
     return settings
 
 
+def start_logging(settings: Settings) -> None:
+    """Logging as the settings say, then a warning for each SKYRA_* variable no setting
+    reads (a misspelt name in a manifest, whose default would apply silently)."""
+    import os
+
+    import structlog
+
+    from skyra_stream.logs import configure_logging
+    from skyra_stream.settings import unknown_variables
+
+    configure_logging(settings.log_level, settings.log_format)
+    for name, nearest in unknown_variables(os.environ).items():
+        structlog.get_logger(__name__).warning(
+            "unknown_setting", variable=name, nearest=nearest, hint="no setting reads it"
+        )
+
+
 def calibration_or_exit(settings: Settings) -> None:
     """A calibration made for another model stops the process before it serves anything."""
     from skyra_stream.decisions.calibration import CalibrationError

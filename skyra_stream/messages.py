@@ -190,6 +190,7 @@ class Segment(_Message):
 
 
 ProvenanceState = Literal["absent", "trusted", "untrusted", "invalid"]
+UnparseableReason = Literal["no_answer", "token_cap", "deadline"]
 Action = Literal["allow", "review", "block"]
 
 
@@ -274,6 +275,12 @@ class Verdict(_Message):
         description="`unparseable` when the model gave no usable <answer>; `skipped` when a "
         "policy rule decided from provenance alone and the model never ran (label is null "
         "in both)."
+    )
+    unparseable_reason: UnparseableReason | None = Field(
+        default=None,
+        description="Why a verdict is `unparseable`: `no_answer` (the model finished without "
+        "a usable <answer>), `token_cap` (cut at SKYRA_MAX_TOKENS), `deadline` (cut at "
+        "SKYRA_ENGINE_DEADLINE_S). Null for every other status.",
     )
     label: Literal["fake", "real"] | None
     fake_probability: Annotated[float, Field(ge=0.0, le=1.0)] | None = Field(

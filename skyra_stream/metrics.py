@@ -1,10 +1,60 @@
-"""Prometheus metrics of the worker and the API, on one registry per process."""
+"""Prometheus metrics of the worker and the API, on one registry per process.
+
+Ours live on a registry of their own, so that a test can build many `Metrics` in one process;
+vLLM's (`vllm:*`, on prometheus_client's default registry, where its stat logger puts them)
+are served beside ours by `exposition`, under vLLM's own names, so that vLLM's published
+dashboards and alerts work on our pods unchanged. The rules and dashboards that read all of
+them are in `k8s/monitoring/` (docs/operations.md).
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import re
+import threading
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import generate_latest
 
 STAGE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600)
+# The verdict-latency SLO's threshold (docs/operations.md) must be one of these bounds.
+LATENCY_BUCKETS = (1, 2.5, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600)
+TOKEN_BUCKETS = (16, 64, 128, 256, 512, 1024, 1536, 2048, 2560, 4096, 8192)
+MAX_TENANT_LABELS = 100
+OTHER_TENANT = "other"
+_TENANT_LABEL = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+class TenantLabels:
+    """Tenant names as label values: the ingest metadata is untrusted, so at most
+    `limit` distinct names (well-formed ones) get a series of their own; the rest share
+    `other`, and no upload can grow the registry without bound."""
+
+    def __init__(self, limit: int = MAX_TENANT_LABELS) -> None:
+        self.limit = limit
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, tenant: str | None) -> str:
+        if not tenant:
+            return "default"
+        if not _TENANT_LABEL.match(tenant):
+            return OTHER_TENANT
+        with self._lock:
+            if tenant in self._seen:
+                return tenant
+            if len(self._seen) >= self.limit:
+                return OTHER_TENANT
+            self._seen.add(tenant)
+            return tenant
+
+
+def exposition(registry: CollectorRegistry) -> bytes:
+    """Our registry's text format followed by the default registry's: vLLM's engine metrics
+    (and nothing of ours, which never registers there)."""
+    ours = generate_latest(registry)
+    if registry is REGISTRY:
+        return ours
+    return ours + generate_latest(REGISTRY)
 
 
 class Metrics:
@@ -159,6 +209,48 @@ class Metrics:
         self.review_console_retries = Counter(
             "skyra_review_console_retries",
             "Label Studio calls retried because it was down, slow or overloaded",
+            registry=r,
+        )
+        self.tenant_label = TenantLabels()
+        # -- service-level indicators (docs/operations.md, "Service-level indicators") -----------------------
+        self.verdict_latency = Histogram(
+            "skyra_verdict_latency_seconds",
+            "From the ingest event's time (submitted_at, else the Kafka record's timestamp) "
+            "to its verdict published, per tenant",
+            ["tenant"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.verdict_status = Counter(
+            "skyra_verdict_status",
+            "Verdicts published by status (ok, unparseable, skipped) and, for unparseable, "
+            "why (no_answer, token_cap, deadline)",
+            ["status", "reason"],
+            registry=r,
+        )
+        self.generated_tokens = Histogram(
+            "skyra_generated_tokens_per_verdict",
+            "Tokens the engine wrote for one verdict (all its windows)",
+            buckets=TOKEN_BUCKETS,
+            registry=r,
+        )
+        self.outputs_cut = Counter(
+            "skyra_engine_outputs_cut",
+            "Engine answers cut before they closed, by reason (token_cap: SKYRA_MAX_TOKENS, "
+            "deadline: SKYRA_ENGINE_DEADLINE_S); the slot was freed",
+            ["reason"],
+            registry=r,
+        )
+        self.unknown_settings = Gauge(
+            "skyra_unknown_settings",
+            "SKYRA_* environment variables no setting reads (misspelt? logged at start)",
+            registry=r,
+        )
+        self.review_results = Counter(
+            "skyra_review_results",
+            "Review events by result (audited; invalid: malformed; ticket_failed: a ticket "
+            "that does not verify, a forged or edited review)",
+            ["result"],
             registry=r,
         )
         self.api_seconds = Histogram(

@@ -49,9 +49,28 @@ class Inbound:
     raw: bytes
     position: KafkaPosition | None = None
     received_at: float = field(default_factory=time.monotonic)
+    # The Kafka record's timestamp (epoch seconds): where verdict latency starts when the
+    # event carries no submitted_at.
+    event_time: float | None = None
 
 
 DoneCallback = Callable[[Inbound], None]
+# A submitted_at further from the Kafka record's time than this is not believed (an
+# event's own field is untrusted input: a wrong clock must not page anyone).
+MAX_CLOCK_SKEW_S = 24 * 3600.0
+
+
+def verdict_clock_start(event: IngestEvent | None, inbound: Inbound) -> float | None:
+    """When the verdict-latency SLI starts: the event's submitted_at where it is believable,
+    else the Kafka record's timestamp; None when neither is known."""
+    submitted = event.submitted_at if event is not None else None
+    if submitted is not None and submitted.tzinfo is not None:
+        at = submitted.timestamp()
+        if inbound.event_time is None or abs(at - inbound.event_time) <= MAX_CLOCK_SKEW_S:
+            return at
+    return inbound.event_time
+
+
 FatalCallback = Callable[[BaseException], None]
 
 
@@ -217,7 +236,7 @@ class Pipeline:
             self._fatal_error(exc)
             return
         if isinstance(outcome, Verdict):
-            self.metrics.verdicts.labels(outcome.label or "none").inc()
+            self._count_verdict(outcome, message.inbound, state.event if state else None)
         else:
             self.metrics.dead_letters.labels(outcome.reason.code.value).inc()
         finished = [message]
@@ -227,6 +246,16 @@ class Pipeline:
                 finished.extend(state.waiters)
         for msg in finished:
             self._event_done(msg)
+
+    def _count_verdict(self, verdict: Verdict, inbound: Inbound, event: IngestEvent | None) -> None:
+        m = self.metrics
+        m.verdicts.labels(verdict.label or "none").inc()
+        m.verdict_status.labels(verdict.status, verdict.unparseable_reason or "").inc()
+        started = verdict_clock_start(event, inbound)
+        if started is not None:
+            tenant = verdict.decision.inputs.tenant if verdict.decision else None
+            latency = max(0.0, time.time() - started)
+            m.verdict_latency.labels(m.tenant_label(tenant)).observe(latency)
 
     def _event_done(self, message: _Message) -> None:
         with self._lock:

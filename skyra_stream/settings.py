@@ -9,6 +9,8 @@ not read and can be built in a test without an environment.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -18,6 +20,10 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 MiB = 1 << 20
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 MIN_KEY_CHARS = 32  # 256 bits of hex, or a long passphrase
+
+
+# SKYRA_* variables read by something other than Settings: the dev stack's and the tests'.
+OTHER_VARIABLES = frozenset({"SKYRA_LABEL_STUDIO_BIN", "SKYRA_REVIEW_SCREENSHOT"})
 
 
 def _split_commas(value: Any) -> Any:
@@ -397,13 +403,28 @@ class Settings(BaseSettings):
         default=1.0, ge=0, description="vLLM's processed-input cache per process, GiB; 0 is off."
     )
     seed: int = 0
-    max_tokens: int = Field(default=8192, ge=1, description="Output cap; cut -> unparseable.")
+    max_tokens: int = Field(
+        default=2560,  # model.grammar.ANSWER_TOKEN_CAP (a leaf imports no stage; tested)
+        ge=1,
+        description="Output cap per video: the longest answer the contract's grammar admits "
+        "(model.grammar.longest_answer_tokens); an answer cut here is `unparseable` with "
+        "reason `token_cap`. The reference evaluation used 8192.",
+    )
+    engine_deadline_s: float = Field(
+        default=120.0,
+        ge=0,
+        description="Per video inside the engine (queueing not counted): past it the request "
+        "is aborted, its batch slot freed, and the verdict is `unparseable` with reason "
+        "`deadline`. Sized for the 7B on one GPU (answers take seconds); 0 is no deadline.",
+    )
     temperature: float = Field(default=0.0, ge=0, description="0 is greedy, as the reference.")
     top_logprobs: int = Field(default=5, ge=2, le=20, description="For fake_probability.")
     guided: Literal["off", "regex"] = Field(
         default="off", description="Constrain output to the contract's grammar."
     )
-    guided_max_text_chars: int = Field(default=2000, ge=1)
+    guided_max_text_chars: int = Field(
+        default=400, ge=1, description="Free text between tags, guided decoding."
+    )
     scheduling_policy: Literal["fcfs", "priority"] = Field(
         default="fcfs", description="vLLM's scheduler; `priority` lets API calls preempt."
     )
@@ -470,3 +491,29 @@ class Settings(BaseSettings):
 
     def http_is_loopback(self) -> bool:
         return self.http_host in LOOPBACK_HOSTS
+
+
+def known_variables() -> frozenset[str]:
+    """Every SKYRA_* name something reads: the settings (and their older aliases)."""
+    names = set(OTHER_VARIABLES)
+    for name, field in Settings.model_fields.items():
+        names.add(f"SKYRA_{name.upper()}")
+        alias = field.validation_alias
+        if isinstance(alias, AliasChoices):
+            names.update(str(a) for a in alias.choices if str(a).startswith("SKYRA_"))
+    return frozenset(names)
+
+
+def unknown_variables(environ: Mapping[str, str]) -> dict[str, str | None]:
+    """SKYRA_* variables in `environ` that nothing reads, each with the nearest known name
+    (None when nothing is near): a misspelt variable would otherwise be ignored and its
+    setting's default would apply without a word."""
+    known = known_variables()
+    found: dict[str, str | None] = {}
+    for name in sorted(environ):
+        upper = name.upper()
+        if not upper.startswith("SKYRA_") or upper in known:
+            continue
+        near = difflib.get_close_matches(upper, known, n=1, cutoff=0.6)
+        found[name] = near[0] if near else None
+    return found

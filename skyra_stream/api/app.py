@@ -18,7 +18,7 @@ import structlog
 from fastapi import APIRouter, Depends, FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import ValidationError
 from starlette.datastructures import FormData
 from starlette.datastructures import UploadFile as StarletteUpload
@@ -59,7 +59,7 @@ from skyra_stream.errors import (
 from skyra_stream.events import short_errors
 from skyra_stream.health import HealthState
 from skyra_stream.messages import Verdict
-from skyra_stream.metrics import Metrics
+from skyra_stream.metrics import Metrics, exposition
 from skyra_stream.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -219,7 +219,7 @@ def create_app(
         responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}},
     )
     async def prometheus() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(exposition(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     if api:
         authorized = _authorizer(settings, tokens, metrics)

@@ -29,10 +29,11 @@ from skyra_stream.messages import (
     Segment,
     Source,
     Timings,
+    UnparseableReason,
     Verdict,
     WorkerInfo,
 )
-from skyra_stream.model.engine import EngineConfig, EngineResult
+from skyra_stream.model.engine import DEADLINE, LENGTH, EngineConfig, EngineResult
 from skyra_stream.model.prompt import model_frame_size
 from skyra_stream.model.response import parse_response
 
@@ -93,6 +94,7 @@ def build_verdict(
             video_id=event.video_id,
             source=source,
             status=parsed.status,
+            unparseable_reason=unparseable_reason(parsed.status, results),
             label=parsed.label,
             fake_probability=result.fake_probability if parsed.label else None,
             artifacts=parsed.artifacts,
@@ -138,6 +140,7 @@ def build_verdict(
         video_id=event.video_id,
         source=source,
         status="ok" if answered else "unparseable",
+        unparseable_reason=unparseable_reason("ok" if answered else "unparseable", results),
         label=label,
         fake_probability=max((seg.fake_probability or 0.0 for seg, _ in answered), default=None)
         if label
@@ -160,6 +163,19 @@ def build_verdict(
         # claimed duration, which runs a frame further.
         coverage=round(min(1.0, covered / end), 4) if (end := segments[-1].end_s) > 0 else None,
     )
+
+
+def unparseable_reason(status: str, results: Sequence[EngineResult]) -> UnparseableReason | None:
+    """Why no answer came, for an `unparseable` verdict: a cut (the deadline before the token
+    cap, when windows differ) or the model's own ending without a usable answer."""
+    if status != "unparseable":
+        return None
+    reasons = {r.finish_reason for r in results}
+    if DEADLINE in reasons:
+        return "deadline"
+    if LENGTH in reasons:
+        return "token_cap"
+    return "no_answer"
 
 
 def build_skipped_verdict(

@@ -18,15 +18,19 @@ import numpy as np
 import numpy.typing as npt
 
 from skyra_stream.errors import EngineDeadError, EngineRequestError
+from skyra_stream.model.grammar import ANSWER_TOKEN_CAP, MAX_TEXT_CHARS
 
 __all__ = [
+    "DEADLINE",
     "FAKE_MODEL_NAME",
+    "LENGTH",
     "Engine",
     "EngineConfig",
     "EngineDeadError",
     "EngineRequest",
     "EngineRequestError",
     "EngineResult",
+    "cut_result",
     "model_name",
     "settle",
 ]
@@ -55,15 +59,18 @@ class EngineConfig:
     mm_max_pixels: int = 1280 * 28 * 28
     mm_processor_cache_gb: float = 1.0
     seed: int = 0
-    max_tokens: int = 8192
+    max_tokens: int = ANSWER_TOKEN_CAP
     temperature: float = 0.0
     top_logprobs: int = 5
     guided: Literal["off", "regex"] = "off"
-    guided_max_text_chars: int = 2000
+    guided_max_text_chars: int = MAX_TEXT_CHARS
     scheduling_policy: Literal["fcfs", "priority"] = "fcfs"
     load_format: str = "auto"
     enforce_eager: bool = False
     engine_start_timeout_s: float = 900.0
+    # Per video, from the moment it enters the engine's batch (queueing for a place is not
+    # counted): past it the request is aborted, its slot freed, and the answer marked cut.
+    deadline_s: float | None = 120.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,16 +85,35 @@ class EngineRequest:
     priority: int = 0
 
 
+# Why an answer ended without closing: `finish_reason` values that mean "cut, not finished".
+LENGTH = "length"  # vLLM's own: max_tokens reached
+DEADLINE = "deadline"  # ours: EngineConfig.deadline_s passed inside the engine
+
+
 @dataclass(frozen=True, slots=True)
 class EngineResult:
     request_id: str
     text: str
-    finish_reason: str | None  # "stop" (answer closed), "length" (cut at max_tokens), ...
+    finish_reason: str | None  # "stop" (answer closed), LENGTH, DEADLINE, ...
     fake_probability: float | None
     prompt_tokens: int
     output_tokens: int
     queue_s: float  # waiting for a place in the in-flight window
     infer_s: float  # from submission to the engine until the last token
+
+
+def cut_result(request: EngineRequest, reason: str, queue_s: float, infer_s: float) -> EngineResult:
+    """The answer of a request cut before it wrote anything (its deadline passed)."""
+    return EngineResult(
+        request_id=request.request_id,
+        text="",
+        finish_reason=reason,
+        fake_probability=None,
+        prompt_tokens=0,
+        output_tokens=0,
+        queue_s=queue_s,
+        infer_s=infer_s,
+    )
 
 
 @runtime_checkable

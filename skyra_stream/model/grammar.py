@@ -13,6 +13,11 @@ import re
 from skyra_stream.model.taxonomy import L3_TYPES
 
 _NUM = r"\d{1,5}(\.\d{1,2})?"
+MAX_TEXT_CHARS = 400
+MAX_FINDINGS = 8
+# Qwen's BPE writes English prose at about 4 characters a token; 3 leaves room for unusual
+# words. Tags and numbers are counted a token per character (Qwen splits digits one by one).
+PROSE_CHARS_PER_TOKEN = 3
 
 
 def _escape(text: str) -> str:
@@ -21,7 +26,7 @@ def _escape(text: str) -> str:
     return re.sub(r"([.^$*+?{}\[\]\\|()])", r"\\\1", text)
 
 
-def output_regex(*, max_text_chars: int = 400, max_findings: int = 8) -> str:
+def output_regex(*, max_text_chars: int = MAX_TEXT_CHARS, max_findings: int = MAX_FINDINGS) -> str:
     """The contract's output as a regex; free text between tags is bounded so the grammar
     (and a random test model) always reaches `</answer>`."""
     types = "|".join(_escape(t) for t in L3_TYPES)
@@ -31,3 +36,28 @@ def output_regex(*, max_text_chars: int = 400, max_findings: int = 8) -> str:
     return (
         rf"<think>{text}({finding}{text}){{0,{max_findings}}}</think>\n<answer>(Fake|Real)</answer>"
     )
+
+
+def longest_answer_tokens(
+    *, max_text_chars: int = MAX_TEXT_CHARS, max_findings: int = MAX_FINDINGS
+) -> int:
+    """Tokens of the longest answer `output_regex` admits: every free-text run at its bound,
+    every finding with the longest class name and five-digit numbers. What the output cap is
+    sized to: a longer output is no valid answer, only a model that has lost its way."""
+    longest_type = max(L3_TYPES, key=len)
+    num = "99999.99"
+    finding = (
+        f"<type>{longest_type}</type> in <t>[{num}, {num}]</t> at "
+        f"<bbox>[{num}, {num}, {num}, {num}]</bbox>"
+    )
+    frame = "<think></think>\n<answer>Fake</answer>"
+    prose = (max_findings + 1) * max_text_chars
+    return -(-prose // PROSE_CHARS_PER_TOKEN) + max_findings * len(finding) + len(frame)
+
+
+def token_cap(tokens: int, *, step: int = 256) -> int:
+    """`tokens` rounded up to a multiple of `step`."""
+    return -(-tokens // step) * step
+
+
+ANSWER_TOKEN_CAP = token_cap(longest_answer_tokens())

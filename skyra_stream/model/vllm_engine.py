@@ -24,6 +24,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -39,11 +40,13 @@ from vllm.v1.engine.exceptions import EngineDeadError as VllmEngineDeadError
 
 from skyra_stream.model.confidence import fake_probability
 from skyra_stream.model.engine import (
+    DEADLINE,
     EngineConfig,
     EngineDeadError,
     EngineRequest,
     EngineRequestError,
     EngineResult,
+    cut_result,
     model_name,
 )
 from skyra_stream.model.grammar import output_regex
@@ -327,11 +330,19 @@ class VerdictEngine:
             self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
             vllm_id = f"{request.request_id}:{uuid.uuid4().hex[:12]}"
             final = None
+            cut: str | None = None
             try:
-                async for output in self._llm.generate(
-                    prompt, params, vllm_id, priority=self._vllm_priority(request)
-                ):
-                    final = output
+                async with asyncio.timeout(self.config.deadline_s):
+                    async for output in self._llm.generate(
+                        prompt, params, vllm_id, priority=self._vllm_priority(request)
+                    ):
+                        final = output
+            except TimeoutError:
+                # Past the per-video deadline: free the slot in vLLM's batch and answer with
+                # what was written so far, marked as cut (the verdict says `unparseable`).
+                await self._llm.abort(vllm_id)
+                self.aborted += 1
+                cut = DEADLINE
             except asyncio.CancelledError:
                 await self._llm.abort(vllm_id)
                 self.aborted += 1
@@ -343,9 +354,13 @@ class VerdictEngine:
                 raise EngineRequestError(_describe(exc)) from exc
             finally:
                 self._in_flight -= 1
+        infer_s = time.monotonic() - started
         if final is None or not final.outputs:
+            if cut is not None:
+                return cut_result(request, cut, started - queued, infer_s)
             raise EngineRequestError("the engine returned no output")
-        return to_result(request, final, started - queued, time.monotonic() - started)
+        result = to_result(request, final, started - queued, infer_s)
+        return result if cut is None else replace(result, finish_reason=cut)
 
 
 # -- vLLM's own batch upper bound -----------------------------------------------------------

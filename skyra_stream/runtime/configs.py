@@ -46,7 +46,7 @@ def fetch_config(settings: Settings) -> FetchConfig:
 
 
 def engine_config(settings: Settings) -> EngineConfig:
-    return _take(EngineConfig, settings)
+    return _take(EngineConfig, settings, deadline_s=settings.engine_deadline_s or None)
 
 
 def kafka_config(settings: Settings) -> KafkaConfig:

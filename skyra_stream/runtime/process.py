@@ -15,6 +15,7 @@ was using.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -40,7 +41,7 @@ from skyra_stream.runtime.wiring import (
     jobs_service,
     review_tickets,
 )
-from skyra_stream.settings import Settings
+from skyra_stream.settings import Settings, unknown_variables
 
 log = structlog.get_logger(__name__)
 
@@ -54,6 +55,7 @@ def run(settings: Settings, *, kafka: bool) -> int:
     `kafka=True` is the worker (the API too with SKYRA_API_ENABLED); `kafka=False` is the
     API server alone."""
     metrics = Metrics()
+    metrics.unknown_settings.set(len(unknown_variables(os.environ)))
     health = HealthState()
     engine = build_engine(settings)
     analysis = build_analysis(settings, engine, metrics=metrics)
@@ -140,6 +142,7 @@ def serve_probes(
 ) -> HttpServer:
     """Probes and metrics, for the processes without the API (`webhooks`, `review-console`),
     with the routes of their own (the review console's webhook)."""
+    metrics.unknown_settings.set(len(unknown_variables(os.environ)))
     health = HealthState()
     health.ready_when("ready", ready)
     app = create_app(settings, health, metrics, api=False)
