@@ -15,10 +15,19 @@ import threading
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
 
+from skyra_stream.errors import ErrorCode
+
 STAGE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600)
 # The verdict-latency SLO's threshold (docs/operations.md) must be one of these bounds.
 LATENCY_BUCKETS = (1, 2.5, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600)
 TOKEN_BUCKETS = (16, 64, 128, 256, 512, 1024, 1536, 2048, 2560, 4096, 8192)
+VERDICT_STATUSES = (
+    ("ok", ""),
+    ("skipped", ""),
+    ("unparseable", "no_answer"),
+    ("unparseable", "token_cap"),
+    ("unparseable", "deadline"),
+)
 MAX_TENANT_LABELS = 100
 OTHER_TENANT = "other"
 _TENANT_LABEL = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -263,3 +272,27 @@ class Metrics:
         self.api_in_progress = Gauge(
             "skyra_api_videos_in_progress", "API videos being analysed", registry=r
         )
+        self._zero_known_labels()
+
+    def _zero_known_labels(self) -> None:
+        """Every label value a counter is known to take starts at 0, as Prometheus advises:
+        `rate()` and the alerts then see the first event as an increase, and a dashboard
+        panel shows a flat line rather than no data."""
+        for counter, values in (
+            (self.verdicts, ("fake", "real", "none")),
+            (self.dead_letters, tuple(code.value for code in ErrorCode)),
+            (self.decisions, ("allow", "review", "block")),
+            (self.provenance, ("absent", "trusted", "untrusted", "invalid")),
+            (self.reuse, ("hit", "miss", "rejected")),
+            (self.outputs_cut, ("token_cap", "deadline")),
+            (self.webhook_attempts, ("2xx", "4xx", "5xx", "error", "refused")),
+            (self.webhook_deliveries, ("delivered", "failed")),
+            (self.review_tasks, ("created", "existing", "dead_letter")),
+            (self.review_annotations, ("published", "dead_letter", "skipped")),
+            (self.review_links, ("refreshed", "unservable")),
+            (self.review_results, ("audited", "invalid", "ticket_failed")),
+        ):
+            for value in values:
+                counter.labels(value)
+        for status, reason in VERDICT_STATUSES:
+            self.verdict_status.labels(status, reason)
