@@ -221,7 +221,7 @@ class Metrics:
             registry=r,
         )
         self.tenant_label = TenantLabels()
-        # -- service-level indicators (docs/operations.md, "Service-level indicators") -----------------------
+        # -- service-level indicators (docs/operations.md, "Service-level indicators")
         self.verdict_latency = Histogram(
             "skyra_verdict_latency_seconds",
             "From the ingest event's time (submitted_at, else the Kafka record's timestamp) "
