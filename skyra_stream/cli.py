@@ -16,6 +16,7 @@ from skyra_stream.cli_offline import (
     commands,
     engine_settings,
     load_settings,
+    ops_app,
     policy_app,
     start_logging,
     warn_if_tiny,
@@ -335,6 +336,7 @@ def review_console() -> None:
 # The offline commands, on the same app (one `skyra-stream --help`).
 app.registered_commands.extend(commands.registered_commands)
 app.add_typer(policy_app, name="policy")
+app.add_typer(ops_app, name="ops")
 app.add_typer(reviews_app, name="reviews")
 
 

@@ -475,3 +475,45 @@ def _looks_like_audit(path: Path) -> bool:
     with path.open(encoding="utf-8") as f:
         first = next((line for line in f if line.strip()), "")
     return '"review_id"' in first
+
+
+ops_app = typer.Typer(help="Alert rules and dashboards as code (docs/operations.md).")
+
+
+def ops_files() -> dict[Path, str]:
+    """Every file `ops write` makes, with its content: the PrometheusRule object from the
+    plain rules file, and one ConfigMap per Grafana dashboard."""
+    from skyra_stream.operations.dashboards import DASHBOARDS, config_map
+    from skyra_stream.operations.rules import (
+        PROMETHEUS_RULE_FILE,
+        ROOT,
+        load_rules,
+        render_prometheus_rule,
+    )
+
+    files = {PROMETHEUS_RULE_FILE: render_prometheus_rule(load_rules())}
+    for uid in DASHBOARDS:
+        files[ROOT / "k8s" / "monitoring" / "dashboards" / f"{uid}.yaml"] = config_map(uid)
+    return files
+
+
+@ops_app.command("write")
+def ops_write(
+    check: Annotated[
+        bool, typer.Option("--check", help="Write nothing; exit 1 if a file is stale.")
+    ] = False,
+) -> None:
+    """Make k8s/base/prometheusrule.yaml from k8s/monitoring/skyra.rules.yml, and the
+    dashboards' ConfigMaps under k8s/monitoring/dashboards/."""
+    stale = []
+    for path, text in ops_files().items():
+        if path.is_file() and path.read_text(encoding="utf-8") == text:
+            continue
+        stale.append(path)
+        if not check:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            typer.echo(f"wrote {path}")
+    if check and stale:
+        typer.echo("stale: " + ", ".join(str(p) for p in stale), err=True)
+        raise typer.Exit(1)

@@ -28,7 +28,12 @@ import pytest
 
 ROOT = Path(__file__).parents[1]
 PKG = ROOT / "skyra_stream"
-WINGS = ("skyra_stream.media", "skyra_stream.model", "skyra_stream.delivery")
+WINGS = (
+    "skyra_stream.media",
+    "skyra_stream.model",
+    "skyra_stream.delivery",
+    "skyra_stream.operations",
+)
 ADAPTERS = ("skyra_stream.api", "skyra_stream.consumers", "skyra_stream.producers")
 ROOTS = (
     "skyra_stream.runtime",
