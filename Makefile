@@ -54,6 +54,9 @@ test-fast: setup  ## the logic with fakes: no vLLM, broker or S3 server (under a
 test-all: setup  ## every test, the long campaigns included
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
+test-ops: setup prometheus  ## the alert rules on a real Prometheus under real faults, and every dashboard panel's queries (last line: ops ...)
+	$(PY) -m campaigns.ops $(OPS_ARGS)
+
 chaos: setup  ## fault and bad-input campaign with a ledger (CHAOS_SHORT=1: the CI form)
 	$(PY) -m campaigns.chaos $(CHAOS_ARGS)
 

@@ -29,7 +29,7 @@ from pydantic import ValidationError
 
 from skyra_stream.consumers.ingest_loop import make_consumer
 from skyra_stream.consumers.offsets import PartitionOffsets, commit, committable
-from skyra_stream.decisions.job_store import JobStore, is_job
+from skyra_stream.decisions.job_store import DeliveryState, JobStore, is_job
 from skyra_stream.decisions.verdicts import build_dead_letter
 from skyra_stream.delivery.webhooks import WebhookSender
 from skyra_stream.errors import ErrorCode, SkyraError
@@ -149,14 +149,31 @@ class WebhookLoop:
         except Exception as exc:  # a store that is down: polling is stale, webhooks go on
             log.warning("job_store_write_failed", job_id=outcome.event_id, error=repr(exc))
 
+    def _job_delivery(self, job_id: str, state: DeliveryState, attempts: int, why: str | None) -> None:
+        """Where a job's webhook stands, for GET /v1/jobs/{id}; a store that is down only
+        makes polling stale."""
+        try:
+            self.store.delivery(job_id, state, attempts, why)  # type: ignore[union-attr]
+        except Exception as exc:
+            log.warning("job_store_write_failed", job_id=job_id, error=repr(exc))
+
     def _deliver(self, outcome: Verdict | DeadLetter) -> None:
         assert outcome.callback is not None
         event_id = outcome.event_id or "unknown"
         kind = "verdict.ready" if isinstance(outcome, Verdict) else "job.failed"
         data = json.loads(outcome.model_dump_json())
+        job = event_id if self.store is not None and is_job(event_id) else None
         result = self.sender.deliver(
-            outcome.callback.url, outcome.callback.tenant, f"msg_{event_id}", kind, data
+            outcome.callback.url,
+            outcome.callback.tenant,
+            f"msg_{event_id}",
+            kind,
+            data,
+            on_retry=(lambda n, why: self._job_delivery(job, "retrying", n, why)) if job else None,
         )
+        if job is not None:
+            state: DeliveryState = "delivered" if result.delivered else "failed"
+            self._job_delivery(job, state, result.attempts, None if result.delivered else result.detail)
         self.metrics.webhook_latency.observe(
             max(0.0, (datetime.now(UTC) - outcome.created_at).total_seconds())
         )

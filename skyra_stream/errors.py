@@ -53,6 +53,7 @@ class ServiceCode(StrEnum):
     NOT_FOUND = "not_found"
     NOT_CONFIGURED = "not_configured"
     METHOD_NOT_ALLOWED = "method_not_allowed"
+    CALLBACK_REFUSED = "callback_refused"
 
 
 Code = ErrorCode | ServiceCode
@@ -93,6 +94,9 @@ CODES: dict[Code, CodeInfo] = {
     ServiceCode.NOT_FOUND: CodeInfo(404, "no such route, or no such job for this token"),
     ServiceCode.NOT_CONFIGURED: CodeInfo(501, "a feature this deployment has not set up"),
     ServiceCode.METHOD_NOT_ALLOWED: CodeInfo(405, "the route does not take this method"),
+    ServiceCode.CALLBACK_REFUSED: CodeInfo(
+        422, "a job's callback_url that no delivery could ever call; the message names the rule"
+    ),
 }
 
 

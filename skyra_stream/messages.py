@@ -447,6 +447,19 @@ class Rejection(_Message):
     error: ErrorReason
 
 
+class WebhookDelivery(_Message):
+    """Where a job's webhook stands, as `skyra-stream webhooks` last recorded it."""
+
+    state: Literal["pending", "delivered", "retrying", "failed"] = Field(
+        description="`pending`: the outcome is known, no attempt has ended yet; `retrying`: "
+        "an attempt failed and another is scheduled (`reason` says why); `delivered`: a 2xx; "
+        "`failed`: given up or refused (`reason`), a webhook_failed record was published."
+    )
+    attempts: int = Field(default=0, ge=0)
+    reason: Annotated[str, StringConstraints(max_length=1000)] | None = None
+    updated_at: datetime
+
+
 class JobRecord(_Message):
     """An async job (`POST /v1/jobs`) as `GET /v1/jobs/{id}` reports it."""
 
@@ -461,3 +474,6 @@ class JobRecord(_Message):
     updated_at: datetime
     verdict: Verdict | None = None
     dead_letter: DeadLetter | None = None
+    delivery: WebhookDelivery | None = Field(
+        default=None, description="The webhook's state; null for a job without callback_url."
+    )

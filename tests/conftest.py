@@ -5,11 +5,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
+import psutil
 import pytest
 from moto.server import ThreadedMotoServer
 
 from skyra_stream.devstack.faulty_proxy import FaultyProxy
 from skyra_stream.runtime.configs import engine_config
+
+pytest_plugins = ["pytester"]  # tests/test_leftovers.py runs a session of its own
 
 # Fixtures that start a piece of the real stack; a test that uses any of them (directly or
 # through another fixture) is marked `stack`, and `make test-fast` leaves it out.
@@ -42,6 +45,45 @@ os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.pop("AWS_PROFILE", None)
+
+
+# Python's own helpers live as long as the interpreter that started them, by design.
+INTERPRETER_HELPERS = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
+LEFTOVER_GRACE_S = 15.0  # for a child already told to stop to finish exiting
+
+
+def _leftovers(me: psutil.Process, before: set[int]) -> list[psutil.Process]:
+    found = []
+    for child in me.children(recursive=True):
+        try:
+            cmdline = " ".join(child.cmdline())
+        except psutil.Error:
+            continue
+        if child.pid not in before and not any(h in cmdline for h in INTERPRETER_HELPERS):
+            found.append(child)
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_child_outlives_the_session() -> Iterator[None]:
+    """Fails the session (an error at the last teardown, which xdist reports as well) when a
+    process a test started is still alive after every fixture has been torn down: a
+    `skyra-stream review-console` once outlived `make test-review`. The leftovers are killed
+    so that they do not outlive the run either."""
+    me = psutil.Process()
+    before = {p.pid for p in me.children(recursive=True)}
+    yield
+    _, alive = psutil.wait_procs(_leftovers(me, before), timeout=LEFTOVER_GRACE_S)
+    if not alive:
+        return
+    names = []
+    for proc in alive:
+        try:
+            names.append(f"{proc.pid} {' '.join(proc.cmdline())[:200]}")
+            proc.kill()
+        except psutil.Error:
+            continue
+    pytest.fail("child processes outlived the tests that started them:\n" + "\n".join(names))
 
 
 @pytest.fixture(scope="session")

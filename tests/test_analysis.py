@@ -316,3 +316,45 @@ def test_a_finished_video_leaves_no_reference_cycle_behind(analysis: Analysis, r
         gc.set_debug(0)
         gc.garbage.clear()
         gc.enable()
+
+
+@pytest.mark.parametrize(
+    ("finish", "reason"), [("deadline", "deadline"), ("length", "token_cap"), ("stop", "no_answer")]
+)
+def test_an_answer_cut_or_unfinished_is_unparseable_with_its_reason_and_counted(
+    root: Path, finish: str, reason: str
+) -> None:
+    cut = FakeEngine(
+        answer=lambda _r: ("<think>the wall shimmers and", 0.5), finish=lambda _r: finish
+    )
+    with cut:
+        a = build_analysis(settings_for(root), cut)
+        try:
+            uri = (root / "c0.mp4").as_uri()
+            verdict = outcome(a, job(ObjectInput(uri), uri=uri)).verdict
+        finally:
+            a.close()
+    assert verdict is not None
+    assert verdict.status == "unparseable"
+    assert verdict.unparseable_reason == reason
+    assert verdict.label is None
+    cuts = {
+        s.labels["reason"]: s.value
+        for m in a.metrics.outputs_cut.collect()
+        for s in m.samples
+        if s.name.endswith("_total")
+    }
+    assert cuts == {
+        "deadline": 1.0 if reason == "deadline" else 0.0,
+        "token_cap": 1.0 if reason == "token_cap" else 0.0,
+    }
+    tokens = a.metrics.generated_tokens.collect()[0].samples
+    assert any(s.name.endswith("_count") and s.value == 1 for s in tokens)
+
+
+def test_an_answered_verdict_has_no_unparseable_reason(analysis: Analysis, root: Path) -> None:
+    uri = (root / "c0.mp4").as_uri()
+    verdict = outcome(analysis, job(ObjectInput(uri), uri=uri)).verdict
+    assert verdict is not None
+    assert verdict.status == "ok"
+    assert verdict.unparseable_reason is None

@@ -108,6 +108,22 @@ def test_max_tokens_cut_is_unparseable_not_a_crash(engine: VerdictEngine) -> Non
     assert result.fake_probability is None
 
 
+def test_a_generation_past_its_deadline_is_cut_and_frees_its_slot(engine: VerdictEngine) -> None:
+    # Unguided and with room for thousands of tokens, the random model writes on: the
+    # deadline (not the token cap) ends it, with what it wrote so far.
+    params = sampling_params(
+        engine_config(engine_settings(Path("unused"), max_tokens=4000, guided="off"))
+    )
+    aborted = engine.aborted
+    result = engine.submit(request(250), params, deadline_s=1.5).result(timeout=300)
+    assert result.finish_reason == "deadline"
+    assert 0 < result.output_tokens < 4000
+    assert parse_response(result.text).status == "unparseable"
+    assert engine.aborted == aborted + 1
+    assert engine.in_flight == 0  # the slot is free again
+    assert isinstance(engine.submit(request(251)).result(timeout=300), EngineResult)
+
+
 def test_a_request_the_processor_refuses_fails_alone(engine: VerdictEngine) -> None:
     # An aspect ratio over 200 is refused by Qwen's smart_resize.
     bad = EngineRequest("bad", [np.zeros((4, 1200, 3), np.uint8)] * 16, STAMPS)

@@ -29,6 +29,7 @@ BUCKET = "job-uploads"
 SECRET = "whsec_" + base64.b64encode(b"j" * 32).decode()
 TOKEN = "tok-alpha"
 CACHE_KEY = "c" * 40
+UNRESOLVED = "hooks.alpha.invalid"  # on the allowlist; .invalid never resolves (RFC 6761)
 
 
 @dataclass
@@ -96,7 +97,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory, moto_server: str) -> Iterato
     broker.create_topics(list(topics.values()), 2)
     (logs / "tokens").write_text(f"{TOKEN} tenant=alpha\n")
     (logs / "hooks.yaml").write_text(
-        json.dumps({"tenants": {"alpha": {"secret": SECRET, "hosts": ["127.0.0.1"]}}})
+        json.dumps(
+            {
+                "tenants": {
+                    "alpha": {"secret": SECRET, "hosts": ["127.0.0.1", "10.1.2.3", UNRESOLVED]}
+                }
+            }
+        )
     )
     settings: dict[str, object] = {
         **topics,
@@ -139,6 +146,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory, moto_server: str) -> Iterato
         broker.stop()
 
 
+def delivery(stack: Stack, job_id: str) -> dict[str, Any]:
+    """The job's webhook state as GET /v1/jobs/{id} reports it ({} before it has one)."""
+    return dict(stack.api("GET", f"/v1/jobs/{job_id}")[1].get("delivery") or {})
+
+
 def received_for(stack: Stack, job_id: str) -> list[Any]:
     return [r for r in stack.receiver.received if r.headers.get("webhook-id") == f"msg_{job_id}"]
 
@@ -156,6 +168,8 @@ def test_a_job_ends_as_a_verified_webhook_and_done_on_get(stack: Stack) -> None:
     record = stack.api("GET", f"/v1/jobs/{job_id}")[1]
     assert record["verdict"]["event_id"] == job_id
     assert record["tenant"] == "alpha"
+    wait_for(lambda: delivery(stack, job_id)["state"] == "delivered", 30, "delivered")
+    assert delivery(stack, job_id)["attempts"] == 1
 
 
 def test_a_flaky_receiver_gets_one_id_four_times_and_one_verdict(stack: Stack) -> None:
@@ -167,6 +181,8 @@ def test_a_flaky_receiver_gets_one_id_four_times_and_one_verdict(stack: Stack) -
         for _, v, _ in read_all(stack.broker.bootstrap, stack.topics["verdict_topic"], idle_s=1)
     ]
     assert [v["event_id"] for v in verdicts].count(job_id) == 1
+    wait_for(lambda: delivery(stack, job_id)["state"] == "delivered", 30, "delivered")
+    assert delivery(stack, job_id)["attempts"] == 4
 
 
 def test_a_receiver_that_never_answers_leads_to_webhook_failed(stack: Stack) -> None:
@@ -183,6 +199,47 @@ def test_a_receiver_that_never_answers_leads_to_webhook_failed(stack: Stack) -> 
     assert letter["reason"]["code"] == "webhook_failed"
     assert letter["attempts"] == 4
     assert len(received_for(stack, job_id)) == 4
+    # GET says so too: not `done` alone, but a delivery that failed, and why.
+    wait_for(lambda: delivery(stack, job_id)["state"] == "failed", 30, "failed on GET")
+    record = stack.api("GET", f"/v1/jobs/{job_id}")[1]
+    assert record["status"] == "done"
+    assert record["delivery"]["attempts"] == 4
+    assert (
+        "TimeoutError" in record["delivery"]["reason"]
+        or "timed out" in record["delivery"]["reason"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "rule"),
+    [
+        ("https://hooks.elsewhere.example/h", "not on the tenant's allowlist"),
+        ("http://hooks.elsewhere.example/h", "plain http to hooks.elsewhere.example"),
+        ("https://10.1.2.3/h", "10.1.2.3, private address"),
+        ("https://user:pw@127.0.0.1/h", "credentials in the URL"),
+    ],
+)
+def test_a_callback_no_delivery_could_call_is_refused_at_submission(
+    stack: Stack, url: str, rule: str
+) -> None:
+    with pytest.raises(urllib.error.HTTPError) as err:
+        stack.api("POST", "/v1/jobs", {"uri": f"s3://{BUCKET}/v.mp4", "callback_url": url})
+    assert err.value.code == 422
+    problem = json.loads(err.value.read())
+    assert problem["code"] == "callback_refused"
+    assert rule in problem["message"]
+
+
+def test_a_name_is_checked_at_delivery_not_at_submission(stack: Stack) -> None:
+    status, accepted = stack.api(
+        "POST",
+        "/v1/jobs",
+        {"uri": f"s3://{BUCKET}/v.mp4", "callback_url": f"https://{UNRESOLVED}/h"},
+    )
+    assert status == 202
+    job_id = accepted["job_id"]
+    wait_for(lambda: delivery(stack, job_id)["state"] == "failed", 60, "failed at delivery")
+    assert "does not resolve" in delivery(stack, job_id)["reason"]
 
 
 def test_a_webhooks_consumer_killed_mid_delivery_delivers_after_restart(stack: Stack) -> None:

@@ -87,10 +87,13 @@ class Stack:
     reviews: ChildProcess
     publisher: OutcomePublisher
     api: LabelStudio  # straight to Label Studio, as an admin (not through the proxy)
+    children: list[ChildProcess]  # [the current console, the review loop]: ended at teardown
     project_id: int = 0
 
     def start_console(self) -> ChildProcess:
-        self.console = ChildProcess(
+        # The fixture's teardown ends this one too: it once ended only the first console, and
+        # a restarted one outlived `make test-review`.
+        self.console = self.children[0] = ChildProcess(
             "review-console",
             self.logs / f"console-{uuid.uuid4().hex[:6]}.log",
             self.settings,
@@ -195,16 +198,27 @@ def stack(tmp_path_factory: pytest.TempPathFactory, moto_server: str) -> Iterato
         "reviews", logs / "reviews.log", {**settings, "review_ticket_key": TICKET_KEY}
     )
     console = ChildProcess("review-console", logs / "console.log", settings, http_port=port)
+    children = [console, reviews]
     api = LabelStudio(LabelStudioConfig(url=studio.url, token=studio.token))
     try:
         console.wait_ready(120)
         result = Stack(
-            broker, studio, proxy, moto_server, logs, settings, console, reviews, publisher, api
+            broker,
+            studio,
+            proxy,
+            moto_server,
+            logs,
+            settings,
+            console,
+            reviews,
+            publisher,
+            api,
+            children,
         )
         result.project_id = int(next(p["id"] for p in api._call("GET", "/api/projects")["results"]))
         yield result
     finally:
-        for child in (console, reviews):
+        for child in children:
             child.kill()
         publisher.close()
         api.close()

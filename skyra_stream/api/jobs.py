@@ -26,6 +26,7 @@ from starlette.datastructures import UploadFile as StarletteUpload
 
 from skyra_stream.api.guards import ApiProblem
 from skyra_stream.decisions.job_store import JOB_PREFIX, JobStore
+from skyra_stream.delivery.callbacks import CallbackRefused
 from skyra_stream.errors import ErrorCode, ServiceCode
 from skyra_stream.events import short_errors
 from skyra_stream.media.staging import safe_name
@@ -59,6 +60,9 @@ class JobsService:
     stage: Callable[[IO[bytes], str], str] | None  # (body, key) -> uri; None: no uploads
     store: JobStore | None
     tenant_key: str = "tenant"
+    # (url, tenant) -> None, or CallbackRefused naming the rule: what can be known at
+    # submission (no name is resolved: that is checked at each delivery).
+    check_callback: Callable[[str, str | None], None] | None = None
 
 
 def _problem(code: ServiceCode | ErrorCode, message: str) -> ApiProblem:
@@ -107,6 +111,13 @@ def jobs_router(
                 ServiceCode.FORBIDDEN, "a job's tenant is its token's; the metadata names another"
             )
         _check_callback_shape(fields.callback_url)
+        if fields.callback_url is not None and jobs.check_callback is not None:
+            try:
+                jobs.check_callback(fields.callback_url, tenant)
+            except CallbackRefused as exc:
+                raise _problem(
+                    ServiceCode.CALLBACK_REFUSED, f"callback_url can never be delivered: {exc}"
+                ) from None
         metadata = {**fields.metadata, **({jobs.tenant_key: tenant} if tenant else {})}
         try:
             event = IngestEvent(

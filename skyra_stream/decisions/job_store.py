@@ -12,13 +12,15 @@ a clear error and webhooks are the way.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Final
+from typing import Final, Literal
 
 import structlog
 from pydantic import ValidationError
 
 from skyra_stream.decisions.reuse import EntrySeal, VerdictStore
-from skyra_stream.messages import DeadLetter, JobRecord, Verdict
+from skyra_stream.messages import DeadLetter, JobRecord, Verdict, WebhookDelivery
+
+DeliveryState = Literal["pending", "delivered", "retrying", "failed"]
 
 log = structlog.get_logger(__name__)
 
@@ -86,5 +88,24 @@ class JobStore:
             updated_at=now,
             verdict=outcome if isinstance(outcome, Verdict) else None,
             dead_letter=outcome if isinstance(outcome, DeadLetter) else None,
+            # A redelivered outcome keeps how far its webhook got.
+            delivery=(before.delivery if before and before.delivery else None)
+            or (WebhookDelivery(state="pending", updated_at=now) if outcome.callback else None),
         )
         self.put(record)
+
+    def delivery(
+        self, job_id: str, state: DeliveryState, attempts: int, reason: str | None = None
+    ) -> None:
+        """Record where the job's webhook stands (from `skyra-stream webhooks`)."""
+        before = self.get(job_id)
+        if before is None:
+            return  # expired, or never a job of this store: nothing to update
+        now = datetime.now(UTC)
+        delivery = WebhookDelivery(
+            state=state,
+            attempts=attempts,
+            reason=reason[:1000] if reason else None,
+            updated_at=now,
+        )
+        self.put(before.model_copy(update={"delivery": delivery, "updated_at": now}))

@@ -91,6 +91,35 @@ def address_refused(ip: IPAddress, allowed: Sequence[Network]) -> str | None:
     return None
 
 
+def precheck_callback(
+    url: str,
+    allowlist: Sequence[str],
+    *,
+    allowed_networks: Sequence[Network] = (),
+    http_hosts: Sequence[str] = (),
+) -> None:
+    """The rules that need no name resolution, for the API to refuse a job whose callback
+    can never be delivered (a 422 at submission, not a refusal at delivery): the scheme,
+    credentials, the tenant's allowlist, and a literal address in a refused range. A name is
+    resolved and checked at each delivery (`check_callback`), never here: what it resolves
+    to at submission says nothing about delivery time."""
+    check_callback(
+        url,
+        allowlist,
+        allowed_networks=allowed_networks,
+        http_hosts=http_hosts,
+        resolver=_not_resolved,
+    )
+
+
+def _not_resolved(_host: str, _port: int) -> list[str]:
+    raise _NameNotResolved
+
+
+class _NameNotResolved(Exception):
+    pass
+
+
 def check_callback(
     url: str,
     allowlist: Sequence[str],
@@ -125,6 +154,8 @@ def check_callback(
         addresses = [str(literal)] if literal is not None else resolver(host, port)
     except OSError as exc:
         raise CallbackUnreachable(f"{host} does not resolve: {exc}") from None
+    except _NameNotResolved:
+        return PinnedTarget(parts.scheme, host, "", port, parts.path or "/")
     if not addresses:
         raise CallbackRefused(f"{host} resolves to nothing")
     for address in addresses:  # every one: a round-robin answer may rotate to any

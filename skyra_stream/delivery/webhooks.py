@@ -30,6 +30,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from standardwebhooks.webhooks import Webhook
 from tenacity import (
+    RetryCallState,
     RetryError,
     Retrying,
     retry_if_exception_type,
@@ -143,8 +144,16 @@ class WebhookSender:
         self._tls = ssl.create_default_context()
 
     def deliver(
-        self, url: str, tenant: str | None, msg_id: str, event_type: str, data: Any
+        self,
+        url: str,
+        tenant: str | None,
+        msg_id: str,
+        event_type: str,
+        data: Any,
+        *,
+        on_retry: Callable[[int, str], None] | None = None,
     ) -> Delivery:
+        """Deliver with retries; `on_retry(attempts, why)` is called before each wait."""
         hooks = self.config.tenants.get(tenant or DEFAULT_TENANT)
         if hooks is None:
             return Delivery(False, 0, f"tenant {tenant!r} has no webhook secret configured")
@@ -165,6 +174,11 @@ class WebhookSender:
             ),
             retry=retry_if_exception_type(_Retryable),
             sleep=self._sleep,
+            before_sleep=(
+                (lambda state: on_retry(state.attempt_number, _why(state)))
+                if on_retry is not None
+                else None
+            ),
         )
         try:
             for attempt in retrying:
@@ -233,3 +247,8 @@ class WebhookSender:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _why(state: RetryCallState) -> str:
+    failed = state.outcome.exception() if state.outcome is not None else None
+    return str(failed) if failed is not None else "unknown"

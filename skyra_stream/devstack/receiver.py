@@ -57,6 +57,8 @@ class Receiver:
             def _answer(self, path: str, n: int) -> None:
                 parts = urlsplit(path)
                 segments = parts.path.strip("/").split("/")
+                if segments[0] == "status":  # /status/500: always that answer
+                    return self._status(int(segments[1]))
                 if segments[0] == "flaky" and n <= int(segments[1]):
                     return self._status(503)
                 if segments[0] == "slow":

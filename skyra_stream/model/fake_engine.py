@@ -62,10 +62,11 @@ class FakeEngine:
 
     Answers come from a background thread, never from inside `submit`, as with the real
     engine. `fail(request)` returning a message makes that request fail with
-    `EngineRequestError`. While `hold()` is in effect (or `hold_file` exists) nothing is
-    answered; `release()` lets everything through. With `journal`, every submitted request's
-    id is appended to that file, which outlives the process (the fleet campaign counts
-    analyses per event across workers it kills).
+    `EngineRequestError`; `finish(request)` is the answer's finish reason (`model.engine.LENGTH`
+    or `DEADLINE` for an answer cut as vLLM's would be). While `hold()` is in effect (or
+    `hold_file` exists) nothing is answered; `release()` lets everything through. With
+    `journal`, every submitted request's id is appended to that file, which outlives the
+    process (the fleet campaign counts analyses per event across workers it kills).
     """
 
     def __init__(
@@ -76,8 +77,10 @@ class FakeEngine:
         fail: Callable[[EngineRequest], str | None] | None = None,
         hold_file: Path | None = None,
         journal: Path | None = None,
+        finish: Callable[[EngineRequest], str] = lambda _request: "stop",
     ) -> None:
         self.latency_s = latency_s
+        self.finish = finish
         self.answer = answer
         self.fail = fail
         self.hold_file = hold_file
@@ -233,7 +236,7 @@ class FakeEngine:
         result = EngineResult(
             request_id=request.request_id,
             text=text,
-            finish_reason="stop",
+            finish_reason=self.finish(pending.request),
             fake_probability=p_fake,
             prompt_tokens=len(request.frames) * 64,
             output_tokens=len(text) // 4,

@@ -293,13 +293,19 @@ class VerdictEngine:
     # work
 
     def submit(
-        self, request: EngineRequest, params: SamplingParams | None = None
+        self,
+        request: EngineRequest,
+        params: SamplingParams | None = None,
+        *,
+        deadline_s: float | None = None,
     ) -> concurrent.futures.Future[EngineResult]:
-        """Queue one video; the future resolves when its answer is complete. `params`
-        overrides the sampling parameters built from the config."""
+        """Queue one video; the future resolves when its answer is complete. `params` and
+        `deadline_s` override the sampling parameters and the deadline of the config."""
         if not self._started:
             raise RuntimeError("engine not started")
-        return asyncio.run_coroutine_threadsafe(self.analyze(request, params), self._loop)
+        return asyncio.run_coroutine_threadsafe(
+            self.analyze(request, params, deadline_s=deadline_s), self._loop
+        )
 
     def run_many(
         self, requests: Iterable[EngineRequest], params: SamplingParams | None = None
@@ -315,7 +321,11 @@ class VerdictEngine:
         return request.priority if self.config.scheduling_policy == "priority" else 0
 
     async def analyze(
-        self, request: EngineRequest, params: SamplingParams | None = None
+        self,
+        request: EngineRequest,
+        params: SamplingParams | None = None,
+        *,
+        deadline_s: float | None = None,
     ) -> EngineResult:
         if self.dead is not None:
             raise EngineDeadError(f"engine is dead: {self._dead}")
@@ -332,7 +342,7 @@ class VerdictEngine:
             final = None
             cut: str | None = None
             try:
-                async with asyncio.timeout(self.config.deadline_s):
+                async with asyncio.timeout(deadline_s or self.config.deadline_s):
                     async for output in self._llm.generate(
                         prompt, params, vllm_id, priority=self._vllm_priority(request)
                     ):

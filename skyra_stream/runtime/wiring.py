@@ -9,6 +9,7 @@ in (`fetcher=`, `policies=`) instead of patching.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import yaml
 
@@ -21,8 +22,14 @@ from skyra_stream.decisions.job_store import JobStore
 from skyra_stream.decisions.policy import PolicyFile, load_policy
 from skyra_stream.decisions.reuse import EntrySeal, RedisVerdictStore, ReuseCache, answer_identity
 from skyra_stream.decisions.review_tickets import ReviewTickets
+from skyra_stream.delivery.callbacks import CallbackRefused, precheck_callback
 from skyra_stream.delivery.label_studio import LabelStudio, LabelStudioConfig
-from skyra_stream.delivery.webhooks import WebhookConfig, WebhookSender, WebhookTenants
+from skyra_stream.delivery.webhooks import (
+    DEFAULT_TENANT,
+    WebhookConfig,
+    WebhookSender,
+    WebhookTenants,
+)
 from skyra_stream.media.fetch import Fetcher, ObjectFetcher
 from skyra_stream.media.links import VideoLinks
 from skyra_stream.media.provenance import ProvenanceReader
@@ -221,4 +228,23 @@ def jobs_service(settings: Settings, producer: IngestProducer) -> JobsService:
         stage=stager.stage if stager is not None else None,
         store=job_store(settings),
         tenant_key=settings.tenant_metadata_key,
+        check_callback=callback_precheck(webhook_config(settings)),
     )
+
+
+def callback_precheck(config: WebhookConfig) -> Callable[[str, str | None], None]:
+    """The submission-time check of a job's callback against the rules the webhook sender
+    applies (the same tenants file, networks and development hosts)."""
+
+    def check(url: str, tenant: str | None) -> None:
+        hooks = config.tenants.get(tenant or DEFAULT_TENANT)
+        if hooks is None:
+            raise CallbackRefused(f"tenant {tenant or DEFAULT_TENANT!r} has no webhooks configured")
+        precheck_callback(
+            url,
+            hooks.hosts,
+            allowed_networks=config.allowed_networks,
+            http_hosts=config.http_hosts,
+        )
+
+    return check
