@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.skyra-setup
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help setup label-studio chromium prometheus demo test test-ops test-fast test-review test-all chaos chaos-fleet soak lint bench bench-frames bench-engine bench-guided bench-decode bench-ceiling bench-e2e bench-api bench-analyze bench-provenance bench-reuse bench-windows bench-webhooks schemas clean
+.PHONY: help setup label-studio chromium prometheus demo test test-ops test-fast test-review test-all chaos chaos-fleet soak lint bench bench-frames bench-engine bench-guided bench-decode bench-ceiling bench-e2e bench-api bench-analyze bench-provenance bench-reuse bench-windows bench-webhooks bench-deadline schemas clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -105,6 +105,9 @@ bench-windows: setup  ## long uploads: decode and engine cost of 8 windows again
 
 bench-webhooks: setup  ## 1,000 outcomes as webhooks, a tenth to a slow receiver (last line: delivered, lost, duplicates, rate)
 	$(PY) -m benchmarks.webhooks $(BENCH_ARGS)
+
+bench-deadline: setup  ## 16 uploads on the unguided tiny model with SKYRA_ENGINE_DEADLINE_S=60: every event answered, and when (last line)
+	$(PY) -m benchmarks.deadline $(BENCH_ARGS)
 
 bench-analyze: setup  ## peak RSS of `analyze` over 2,000 clips vs 200 (BENCH_ARGS="--engine vllm": with vLLM)
 	$(PY) -m benchmarks.analyze_memory $(BENCH_ARGS)

@@ -94,6 +94,7 @@ class IngestLoop:
         self._realign_pending: set[TopicPartition] = set()
         self._last_commit = 0.0
         self._last_lag = 0.0
+        self.lag_interval_s = 5.0  # how often the log end is asked of the broker
         self.health.ready_when("partitions_assigned", lambda: bool(self._offsets))
         self.health.ready_when("not_stopping", lambda: not self._stop.is_set())
 
@@ -291,19 +292,30 @@ class IngestLoop:
 
     def _update_lag(self) -> None:
         now = time.monotonic()
-        if now - self._last_lag < 5.0:
+        if now - self._last_lag < self.lag_interval_s:
             return
         self._last_lag = now
-        for tp in list(self._offsets):
-            high = self.consumer.highwater(tp)
-            if high is None:
-                continue
-            try:
-                position = self.consumer.position(tp, timeout_ms=1000)
-            except Exception:  # position unknown during a rebalance
-                continue
-            if position is not None:
-                self.metrics.partition_lag.labels(tp.topic, str(tp.partition)).set(high - position)
+        # Lag is the log end minus the first offset not finished (what a restart would read
+        # again), not minus the fetch position: fetched and waiting is not done. The log end
+        # is asked of the broker: a paused partition's highwater is never refreshed, and a
+        # stalled worker (paused by backpressure) once reported no lag at all.
+        partitions = list(self._offsets)
+        try:
+            ends = self.consumer.end_offsets(partitions, timeout_ms=1000) if partitions else {}
+        except Exception:  # broker unreachable: keep the last values, try again next time
+            return
+        for tp, end in ends.items():
+            offsets = self._offsets.get(tp)
+            done = offsets.first_unfinished() if offsets is not None else None
+            if done is None:
+                try:
+                    done = self.consumer.position(tp, timeout_ms=1000)
+                except Exception:  # position unknown during a rebalance
+                    continue
+            if end is not None and done is not None:
+                self.metrics.partition_lag.labels(tp.topic, str(tp.partition)).set(
+                    max(0, end - done)
+                )
 
     # -- endings ----------------------------------------------------------------------------
 

@@ -37,15 +37,21 @@ class PartitionOffsets:
         self.pending.discard(offset)
         self.highest_finished = max(self.highest_finished, offset)
 
-    def committable(self) -> int | None:
-        """The next offset to read after a restart, or None when nothing new is safe."""
+    def first_unfinished(self) -> int | None:
+        """The lowest offset not finished yet (one past the highest finished when nothing
+        is pending); None before anything was read."""
         while self._heap and self._heap[0] not in self.pending:
             heapq.heappop(self._heap)
         if self._heap:
-            position = self._heap[0]
-        elif self.highest_finished >= 0:
-            position = self.highest_finished + 1
-        else:
+            return self._heap[0]
+        if self.highest_finished >= 0:
+            return self.highest_finished + 1
+        return None
+
+    def committable(self) -> int | None:
+        """The next offset to read after a restart, or None when nothing new is safe."""
+        position = self.first_unfinished()
+        if position is None:
             return None
         if self.committed is not None and position <= self.committed:
             return None

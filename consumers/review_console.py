@@ -155,6 +155,7 @@ class ReviewConsole:
                         {"Authorization": f"Bearer {self.config.webhook_secret}"},
                     )
                 self.project_id = project
+                self._label_studio_up(True)
                 log.info("review_console_project", project=project)
                 return project
             except LabelStudioUnavailable as exc:
@@ -198,9 +199,13 @@ class ReviewConsole:
         consumer.subscribe([self.kafka.review_topic])
         return consumer
 
+    def _label_studio_up(self, up: bool) -> None:
+        self.metrics.label_studio_up.labels(self.config.group_id).set(1 if up else 0)
+
     def _wait_out(self, backoff: Backoff, exc: Exception) -> None:
         wait = backoff.step()
         self.metrics.review_console_retries.inc()
+        self._label_studio_up(False)
         log.warning("label_studio_unavailable", error=str(exc)[:300], retry_in_s=wait)
         self._stop.wait(wait)
 
@@ -230,6 +235,7 @@ class ReviewConsole:
                 self._wait_out(backoff, exc)
                 continue
             backoff.reset()
+            self._label_studio_up(True)
             self.publisher.flush()
             for letter in letters:
                 if letter is not None:

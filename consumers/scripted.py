@@ -164,6 +164,11 @@ class ScriptedConsumer:
     def highwater(self, tp: TopicPartition) -> int:
         return len(self.logs[tp.partition])
 
+    def end_offsets(
+        self, partitions: list[TopicPartition], timeout_ms: int | None = None
+    ) -> dict[TopicPartition, int]:
+        return {tp: len(self.logs[tp.partition]) for tp in partitions}
+
     def position(self, tp: TopicPartition, timeout_ms: int | None = None) -> int:
         return self._positions[tp]
 

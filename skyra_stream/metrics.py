@@ -215,6 +215,13 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        self.label_studio_up = Gauge(
+            "skyra_review_console_label_studio_up",
+            "1 while the review console's last Label Studio call succeeded, 0 while it waits "
+            "out Label Studio being down (set only by the console; labelled by its group)",
+            ["group"],
+            registry=r,
+        )
         self.review_console_retries = Counter(
             "skyra_review_console_retries",
             "Label Studio calls retried because it was down, slow or overloaded",

@@ -466,3 +466,26 @@ def test_a_partition_that_stays_across_a_rebalance_is_read_again_from_its_commit
         assert r.consumer.positions_read(0).count(0) == 2  # offset 0 was delivered twice
     finally:
         r.close()
+
+
+def test_a_stalled_worker_reports_its_whole_backlog_as_lag(rig: Rig) -> None:
+    # The engine holds every answer: the pipeline fills, the partition is paused, and the
+    # events behind it are never fetched. Lag counts from the first unfinished offset to the
+    # log end, so all of them show (it once read 0 here: fetched counted as done, and a
+    # paused partition's highwater never moved).
+    rig.engine.hold()
+    rig.worker.lag_interval_s = 0.0
+    for i in range(20):
+        rig.event(f"lag-{i}", partition=0)
+    rig.turn_until(lambda: rig.pipeline.in_flight >= rig.pipeline.max_messages)
+    for _ in range(5):
+        rig.worker.step(poll_timeout_ms=1)
+
+    def lag() -> float:
+        [family] = rig.worker.metrics.partition_lag.collect()
+        return next(s.value for s in family.samples if s.labels["partition"] == "0")
+
+    assert lag() == 20
+    rig.engine.release()
+    rig.turn_until(lambda: len(rig.sink.published) == 20)
+    rig.turn_until(lambda: lag() == 0)
