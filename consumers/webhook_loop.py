@@ -149,7 +149,9 @@ class WebhookLoop:
         except Exception as exc:  # a store that is down: polling is stale, webhooks go on
             log.warning("job_store_write_failed", job_id=outcome.event_id, error=repr(exc))
 
-    def _job_delivery(self, job_id: str, state: DeliveryState, attempts: int, why: str | None) -> None:
+    def _job_delivery(
+        self, job_id: str, state: DeliveryState, attempts: int, why: str | None
+    ) -> None:
         """Where a job's webhook stands, for GET /v1/jobs/{id}; a store that is down only
         makes polling stale."""
         try:
@@ -173,7 +175,9 @@ class WebhookLoop:
         )
         if job is not None:
             state: DeliveryState = "delivered" if result.delivered else "failed"
-            self._job_delivery(job, state, result.attempts, None if result.delivered else result.detail)
+            self._job_delivery(
+                job, state, result.attempts, None if result.delivered else result.detail
+            )
         self.metrics.webhook_latency.observe(
             max(0.0, (datetime.now(UTC) - outcome.created_at).total_seconds())
         )
