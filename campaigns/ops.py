@@ -85,11 +85,13 @@ class Outcome:
 
 @dataclass
 class Uploads:
-    """Small distinct videos in the allowed bucket, handed out once each (a repeated content
-    would be answered from the verdict cache, never reaching the engine)."""
+    """Small distinct videos in the allowed bucket. `take` hands them out in turn (repeats
+    once all were used: answered from the verdict cache); `fresh` hands out ones kept apart
+    and never used before, for the stall, whose events must reach the engine."""
 
     keys: list[str]
     sha256: dict[str, str]
+    reserved: list[str] = field(default_factory=list)
     next: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -99,18 +101,22 @@ class Uploads:
             self.next += 1
             return key
 
+    def fresh(self) -> str:
+        with self.lock:
+            return self.reserved.pop() if self.reserved else self.keys[0]
 
-def upload_videos(stack: Stack, n: int) -> Uploads:
+
+def upload_videos(stack: Stack, n: int, reserved: int) -> Uploads:
     folder = stack.out / "videos"
     stack.s3.create_bucket(Bucket=BUCKET)
     keys, shas = [], {}
-    for i in range(n):
+    for i in range(n + reserved):
         path = write_video(folder / f"v{i}.mp4", VideoSpec(width=64, height=48, frames=8, seed=i))
         key = f"ops/v{i}.mp4"
         stack.s3.upload_file(str(path), BUCKET, key)
         keys.append(key)
         shas[hashlib.sha256(path.read_bytes()).hexdigest()] = key
-    return Uploads(keys, shas)
+    return Uploads(keys[:n], shas, reserved=keys[n:])
 
 
 class Events:
@@ -133,10 +139,10 @@ class Events:
         self.producer.flush(timeout_s=30)
         return event_id
 
-    def stream(self, uploads: Uploads, every_s: float = 0.5) -> None:
+    def stream(self, take: Callable[[], str], every_s: float = 0.5) -> None:
         def run() -> None:
             while not self._stop.wait(every_s):
-                self.send(uploads.take())
+                self.send(take())
 
         self._stop.clear()
         self._thread = threading.Thread(target=run, name="events", daemon=True)
@@ -263,7 +269,10 @@ class Processes:
 
     def stop_all(self) -> None:
         for proc in self.all():
-            proc.stop(timeout_s=60)
+            try:
+                proc.stop(timeout_s=60)
+            except Exception:  # never left behind: the whole session is killed instead
+                proc.signal(signal.SIGKILL)
 
 
 def wait_alert(
@@ -320,6 +329,8 @@ def resolve(prom: PrometheusServer, outcomes: list[Outcome], repair: Callable[[]
     repaired = time.monotonic()
     for outcome in outcomes:
         outcome.repaired = True
+        if outcome.fired_s is None:
+            continue  # never fired: nothing to end (counted as not resolved)
         left = RESOLVE_TIMEOUT_S - (time.monotonic() - repaired)
         seen = wait_alert(prom, outcome.alert, firing=False, timeout_s=max(1.0, left))
         outcome.resolved_s = None if seen is None else round(time.monotonic() - repaired, 1)
@@ -359,8 +370,7 @@ def forged_review(collector_verdict: dict[str, Any]) -> bytes:
         {
             "review_id": "forged-review-1",
             "verdict": collector_verdict,
-            "outcome": "overturn",
-            "label": "real",
+            "outcome": "confirm",
             "reviewer": "mallory",
             "ticket": "not-a-ticket",
         }
@@ -373,7 +383,7 @@ def run(out: Path) -> int:
     outcomes: list[Outcome] = []
     with loopback_stack(out) as stack:
         stack.broker.create_topics([REVIEWS, AUDIT, REVIEW_TOPIC], 1)
-        uploads = upload_videos(stack, 60)
+        uploads = upload_videos(stack, 40, reserved=120)
         redis_server = RedisServer(out / "logs" / "redis.log")
         receiver = Receiver()
         procs = Processes(stack, redis_server.url, receiver)
@@ -418,13 +428,13 @@ def run(out: Path) -> int:
             def stop_workers() -> None:
                 for worker in procs.workers.values():
                     worker.stop(timeout_s=60)
-                events.stream(uploads)
+                events.stream(uploads.take)
 
             def restart_workers() -> None:
                 for name in procs.ports:
                     procs.start_worker(name)  # the misspelt variable is gone now
                 for worker in procs.workers.values():
-                    worker.wait_ready(120)
+                    worker.wait_ready(300)
 
             fault(
                 prom,
@@ -440,7 +450,7 @@ def run(out: Path) -> int:
 
             def stall() -> None:
                 procs.hold.touch()
-                events.stream(uploads)
+                events.stream(uploads.fresh)
 
             def unstall() -> None:
                 procs.hold.unlink()
@@ -507,12 +517,18 @@ def run(out: Path) -> int:
                 log(f"dead panel: {name}")
             rule_count = prom.rule_count()
         finally:
-            events.close()
-            collector.close()
-            procs.stop_all()
-            prom.stop()
-            receiver.close()
-            redis_server.stop()
+            for close in (
+                events.close,
+                collector.close,
+                procs.stop_all,
+                prom.stop,
+                receiver.close,
+                redis_server.stop,
+            ):
+                try:
+                    close()
+                except Exception as exc:  # the next ones must still run
+                    log(f"cleanup: {close.__qualname__} failed: {exc!r}")
     fired = sum(o.fired_s is not None for o in outcomes)
     repaired = [o for o in outcomes if o.repaired]
     resolved = sum(o.resolved_s is not None for o in repaired)
@@ -564,9 +580,14 @@ def main() -> None:
         os.environ.setdefault(key, value)
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     shutil.rmtree(args.out, ignore_errors=True)
+
     # SIGTERM (a CI timeout, Ctrl-C's sibling) ends through the `finally` that stops every
     # child: none of them may outlive the campaign.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    def on_term(*_: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the cleanup
+        sys.exit(143)
+
+    signal.signal(signal.SIGTERM, on_term)
     sys.exit(run(args.out))
 
 

@@ -14,6 +14,7 @@ from rich.console import Console
 from skyra_stream import __version__
 from skyra_stream.cli_offline import (
     commands,
+    docs,
     engine_settings,
     load_settings,
     ops_app,
@@ -337,6 +338,7 @@ def review_console() -> None:
 app.registered_commands.extend(commands.registered_commands)
 app.add_typer(policy_app, name="policy")
 app.add_typer(ops_app, name="ops")
+app.command("docs")(docs)
 app.add_typer(reviews_app, name="reviews")
 
 

@@ -517,3 +517,22 @@ def ops_write(
     if check and stale:
         typer.echo("stale: " + ", ".join(str(p) for p in stale), err=True)
         raise typer.Exit(1)
+
+
+def docs(
+    check: Annotated[
+        bool, typer.Option("--check", help="Write nothing; exit 1 if a page is stale.")
+    ] = False,
+) -> None:
+    """Write the documentation site's reference pages (docs/reference/: configuration from
+    the Settings model, message schemas, HTTP API) from the code."""
+    from skyra_stream.runtime.reference_docs import stale_pages, write_pages
+
+    if check:
+        stale = stale_pages()
+        if stale:
+            typer.echo("stale (run `skyra-stream docs`): " + ", ".join(map(str, stale)), err=True)
+            raise typer.Exit(1)
+        return
+    for path in write_pages():
+        typer.echo(f"wrote {path}")

@@ -43,14 +43,24 @@ class Settings(BaseSettings):
     kafka_bootstrap_servers: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["localhost:9092"], description="Comma-separated host:port."
     )
-    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
-    kafka_sasl_username: str | None = None
-    kafka_sasl_password: SecretStr | None = None
-    kafka_ssl_cafile: Path | None = None
-    kafka_ssl_certfile: Path | None = None
-    kafka_ssl_keyfile: Path | None = None
-    kafka_client_id: str = "skyra-stream"
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        default=None, description="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; required with SASL."
+    )
+    kafka_sasl_username: str | None = Field(
+        default=None, description="SASL user; required with SASL."
+    )
+    kafka_sasl_password: SecretStr | None = Field(
+        default=None, description="SASL password (from a Secret); required with SASL."
+    )
+    kafka_ssl_cafile: Path | None = Field(default=None, description="CA bundle for SSL.")
+    kafka_ssl_certfile: Path | None = Field(default=None, description="Client certificate for SSL.")
+    kafka_ssl_keyfile: Path | None = Field(default=None, description="Client key for SSL.")
+    kafka_client_id: str = Field(
+        default="skyra-stream", description="Kafka client id (broker logs and quotas)."
+    )
     group_id: str = Field(default="skyra-stream", description="Consumer group of the workers.")
     kafka_group_instance_id: str | None = Field(
         default=None,
@@ -59,13 +69,26 @@ class Settings(BaseSettings):
         description="Static group membership (KIP-345): a stable id per worker, so that a "
         "worker restarted within the session timeout keeps its partitions without a rebalance.",
     )
-    ingest_topic: str = "skyra.ingest"
-    verdict_topic: str = "skyra.verdicts"
-    dead_letter_topic: str = "skyra.dead-letters"
-    kafka_max_poll_records: int = Field(default=50, ge=1)
-    kafka_session_timeout_ms: int = Field(default=30_000, ge=1000)
-    kafka_max_poll_interval_ms: int = Field(default=300_000, ge=1000)
-    kafka_auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    ingest_topic: str = Field(default="skyra.ingest", description="Upload events the workers read.")
+    verdict_topic: str = Field(default="skyra.verdicts", description="Verdicts, keyed by video id.")
+    dead_letter_topic: str = Field(
+        default="skyra.dead-letters",
+        description="Events that ended without a verdict, with the reason.",
+    )
+    kafka_max_poll_records: int = Field(
+        default=50, ge=1, description="Records per poll at most (consumer tuning)."
+    )
+    kafka_session_timeout_ms: int = Field(
+        default=30_000, ge=1000, description="Group session timeout (consumer tuning)."
+    )
+    kafka_max_poll_interval_ms: int = Field(
+        default=300_000,
+        ge=1000,
+        description="Longest gap between polls before the group evicts a worker.",
+    )
+    kafka_auto_offset_reset: Literal["earliest", "latest"] = Field(
+        default="earliest", description="Where a group without committed offsets starts."
+    )
     kafka_commit_interval_s: float = Field(
         default=1.0, gt=0, description="How often finished offsets are committed."
     )
@@ -84,8 +107,10 @@ class Settings(BaseSettings):
     shutdown_timeout_s: float = Field(
         default=60.0, gt=0, description="How long SIGTERM waits for in-flight work."
     )
-    log_level: str = "INFO"
-    log_format: Literal["json", "console", "auto"] = "auto"
+    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
+    log_format: Literal["json", "console", "auto"] = Field(
+        default="auto", description="json, console, or auto (JSON unless on a terminal)."
+    )
     worker_id: str | None = Field(default=None, description="Reported in verdicts.")
 
     # -- HTTP analyze API (`skyra-stream serve`, or the worker with SKYRA_API_ENABLED) -------
@@ -152,12 +177,24 @@ class Settings(BaseSettings):
     webhook_http_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Hosts that may be called over plain http (dev only)."
     )
-    webhook_connect_timeout_s: float = Field(default=5.0, gt=0)
-    webhook_read_timeout_s: float = Field(default=10.0, gt=0)
-    webhook_max_response_bytes: int = Field(default=64 << 10, gt=0)
-    webhook_max_attempts: int = Field(default=8, ge=1, le=50)
-    webhook_backoff_initial_s: float = Field(default=1.0, gt=0)
-    webhook_backoff_max_s: float = Field(default=300.0, gt=0)
+    webhook_connect_timeout_s: float = Field(
+        default=5.0, gt=0, description="Per delivery attempt: connecting."
+    )
+    webhook_read_timeout_s: float = Field(
+        default=10.0, gt=0, description="Per delivery attempt: waiting for the answer."
+    )
+    webhook_max_response_bytes: int = Field(
+        default=64 << 10, gt=0, description="A receiver's answer is read up to this many bytes."
+    )
+    webhook_max_attempts: int = Field(
+        default=8, ge=1, le=50, description="Delivery attempts before a webhook_failed record."
+    )
+    webhook_backoff_initial_s: float = Field(
+        default=1.0, gt=0, description="First wait between attempts (doubles, with jitter)."
+    )
+    webhook_backoff_max_s: float = Field(
+        default=300.0, gt=0, description="Longest wait between attempts."
+    )
 
     # -- review console (`skyra-stream review-console`, Label Studio) ---------------------
     review_console_topic: str | None = Field(
@@ -175,7 +212,10 @@ class Settings(BaseSettings):
         default="Skyra review", description="Project title (made, and kept up to date, on start)."
     )
     label_studio_timeout_s: float = Field(default=10.0, gt=0, description="Per API call.")
-    review_console_group_id: str = Field(default="skyra-review-console")
+    review_console_group_id: str = Field(
+        default="skyra-review-console",
+        description="Consumer group of `skyra-stream review-console`.",
+    )
     review_console_webhook_url: str | None = Field(
         default=None,
         description="Where Label Studio reaches the console's webhook (its Service), ending in "
@@ -208,7 +248,9 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Comma-separated buckets the worker may read; every other URI is refused.",
     )
-    s3_connect_timeout_s: float = Field(default=5.0, gt=0)
+    s3_connect_timeout_s: float = Field(
+        default=5.0, gt=0, description="Per connection to object storage."
+    )
     s3_read_timeout_s: float = Field(default=30.0, gt=0, description="Stall limit per read.")
     s3_fetch_timeout_s: float = Field(default=300.0, gt=0, description="Whole download limit.")
     s3_max_attempts: int = Field(default=5, ge=1, description="Attempts per object on 5xx etc.")
@@ -220,7 +262,9 @@ class Settings(BaseSettings):
     spool_dir: Path | None = Field(
         default=None, description="Where large downloads spool to disk; the system temp dir."
     )
-    spool_memory_bytes: int = Field(default=16 * MiB, ge=0)
+    spool_memory_bytes: int = Field(
+        default=16 * MiB, ge=0, description="Downloads larger than this spool to disk."
+    )
 
     # -- concurrency ------------------------------------------------------------------------
     fetch_concurrency: int = Field(default=8, ge=1, description="Downloads at once.")
@@ -241,10 +285,25 @@ class Settings(BaseSettings):
     )
 
     # -- limits on untrusted input --------------------------------------------------------
-    max_object_bytes: int = Field(default=1024 * MiB, gt=0)
-    max_frame_pixels: int = Field(default=3840 * 2160, gt=0)
-    max_duration_s: float = Field(default=30 * 60.0, gt=0)
-    decode_timeout_s: float = Field(default=60.0, gt=0)
+    max_object_bytes: int = Field(
+        default=1024 * MiB,
+        gt=0,
+        description="Checked against the event's size, the response header and while streaming.",
+    )
+    max_frame_pixels: int = Field(
+        default=3840 * 2160,
+        gt=0,
+        description="Checked on the stream header before any frame is decoded (against "
+        "decompression bombs).",
+    )
+    max_duration_s: float = Field(
+        default=30 * 60.0,
+        gt=0,
+        description="Longest video: container duration and packet timestamps.",
+    )
+    decode_timeout_s: float = Field(
+        default=60.0, gt=0, description="Wall-clock limit of one decode."
+    )
     decode_threads: int | None = Field(
         default=None,
         ge=0,
@@ -279,8 +338,12 @@ class Settings(BaseSettings):
         "many windows spread evenly over it, and the verdict's coverage says how much of it "
         "they span. 1: never windowed.",
     )
-    max_message_bytes: int = Field(default=1 * MiB, gt=0)
-    max_metadata_bytes: int = Field(default=16 * 1024, ge=0)
+    max_message_bytes: int = Field(
+        default=1 * MiB, gt=0, description="Largest ingest message (and review event)."
+    )
+    max_metadata_bytes: int = Field(
+        default=16 * 1024, ge=0, description="Largest metadata of an ingest event."
+    )
 
     # -- decisions: policies, provenance, review ------------------------------------------
     policy_file: Path | None = Field(
@@ -326,7 +389,9 @@ class Settings(BaseSettings):
         default=None,
         description="During a key rotation: the key before, still accepted for reading.",
     )
-    verdict_cache_ttl_s: float = Field(default=7 * 24 * 3600.0, gt=0)
+    verdict_cache_ttl_s: float = Field(
+        default=7 * 24 * 3600.0, gt=0, description="How long a cached verdict is reused."
+    )
     verdict_cache_max_entries: int = Field(
         default=10_000, ge=1, description="In-process cache size (verdicts are a few KiB)."
     )
@@ -387,14 +452,24 @@ class Settings(BaseSettings):
     max_in_flight: int = Field(
         default=32, ge=1, description="Videos submitted to the engine at once."
     )
-    gpu_memory_utilization: float = Field(default=0.90, gt=0, le=1)
+    gpu_memory_utilization: float = Field(
+        default=0.90, gt=0, le=1, description="Share of GPU memory for weights and KV cache."
+    )
     kv_cache_bytes: int | None = Field(
         default=None, gt=0, description="Fixed KV-cache budget; 1 GiB by default on the CPU."
     )
-    tensor_parallel_size: int = Field(default=1, ge=1)
+    tensor_parallel_size: int = Field(default=1, ge=1, description="GPUs per engine.")
     prefix_caching: bool = Field(default=True, description="The system prompt is shared.")
-    mm_min_pixels: int = Field(default=224 * 224, gt=0)
-    mm_max_pixels: int = Field(default=1280 * 28 * 28, gt=0)
+    mm_min_pixels: int = Field(
+        default=224 * 224,
+        gt=0,
+        description="Processor lower bound per frame (the model's default).",
+    )
+    mm_max_pixels: int = Field(
+        default=1280 * 28 * 28,
+        gt=0,
+        description="Processor upper bound per frame (the model's default).",
+    )
     # vLLM keeps processed frames by content hash, once in this process and once in its engine
     # process, 4 GiB each by default. Uploads are almost all distinct, so the cache pays off
     # only for redeliveries and retried API calls; a small one keeps the host memory it takes
@@ -402,7 +477,7 @@ class Settings(BaseSettings):
     mm_processor_cache_gb: float = Field(
         default=1.0, ge=0, description="vLLM's processed-input cache per process, GiB; 0 is off."
     )
-    seed: int = 0
+    seed: int = Field(default=0, description="Sampling seed, as the reference evaluation.")
     max_tokens: int = Field(
         default=2560,  # model.grammar.ANSWER_TOKEN_CAP (a leaf imports no stage; tested)
         ge=1,
@@ -429,8 +504,13 @@ class Settings(BaseSettings):
         default="fcfs", description="vLLM's scheduler; `priority` lets API calls preempt."
     )
     load_format: str = Field(default="auto", description="`dummy`: random weights (bench).")
-    enforce_eager: bool = False
-    engine_start_timeout_s: float = Field(default=900.0, gt=0)
+    enforce_eager: bool = Field(
+        default=False,
+        description="No torch.compile (the tests and the demo set it for the tiny CPU model).",
+    )
+    engine_start_timeout_s: float = Field(
+        default=900.0, gt=0, description="How long loading the model may take."
+    )
 
     @field_validator(
         "s3_allowed_buckets",
