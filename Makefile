@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.skyra-setup
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help setup label-studio chromium prometheus demo test test-ops test-fast test-review test-all chaos chaos-fleet soak lint bench bench-frames bench-engine bench-guided bench-decode bench-ceiling bench-e2e bench-api bench-analyze bench-provenance bench-reuse bench-windows bench-webhooks bench-deadline schemas clean
+.PHONY: help setup label-studio chromium prometheus demo test test-ops test-fast test-review test-all chaos chaos-fleet soak lint bench bench-frames bench-engine bench-guided bench-decode bench-ceiling bench-e2e bench-api bench-analyze bench-provenance bench-reuse bench-windows bench-webhooks bench-deadline docs schemas clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -112,8 +112,12 @@ bench-deadline: setup  ## 16 uploads on the unguided tiny model with SKYRA_ENGIN
 bench-analyze: setup  ## peak RSS of `analyze` over 2,000 clips vs 200 (BENCH_ARGS="--engine vllm": with vLLM)
 	$(PY) -m benchmarks.analyze_memory $(BENCH_ARGS)
 
+docs: setup  ## the documentation site (MkDocs, strict: a broken link, a missing page or a stale generated page fails); open site/index.html
+	$(VENV)/bin/skyra-stream docs --check
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
 schemas: setup  ## regenerate schemas/ from the pydantic models
 	$(VENV)/bin/skyra-stream schema --write schemas --openapi docs/openapi.json
 
 clean:  ## remove the virtual environment and caches
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis site

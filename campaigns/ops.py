@@ -245,6 +245,8 @@ class Processes:
                 verdict_cache_key=KEY,
                 pipeline_max_messages=4,
                 kafka_session_timeout_ms=6000,
+                # The rebalance timeout: Tansu waited up to ~2 minutes for a restarted group.
+                kafka_max_poll_interval_ms=20000,
                 **extra,
             ),
             http_port=self.ports[name],

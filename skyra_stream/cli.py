@@ -39,8 +39,9 @@ app = typer.Typer(
 def worker() -> None:
     """Run the streaming worker: ingest topic -> verdict and dead-letter topics.
 
-    Configured entirely by SKYRA_* environment variables (see the README). Exits 0 after a
-    graceful SIGTERM drain, 1 when the engine or Kafka fails, 2 on invalid configuration.
+    Configured entirely by SKYRA_* environment variables (docs/reference/configuration.md).
+    Exits 0 after a graceful SIGTERM drain, 1 when the engine or Kafka fails, 2 on invalid
+    configuration.
     """
     settings = load_settings()
     start_logging(settings)

@@ -62,7 +62,7 @@ Code = ErrorCode | ServiceCode
 @dataclass(frozen=True, slots=True)
 class CodeInfo:
     status: int  # the HTTP status the API answers with
-    meaning: str  # one line for the OpenAPI document and the README
+    meaning: str  # one line for the OpenAPI document and the docs
 
 
 CODES: dict[Code, CodeInfo] = {

@@ -336,7 +336,7 @@ class Verdict(_Message):
     fingerprint: list[str] | None = Field(
         default=None,
         description="Perceptual hash of each sampled frame (64-bit dHash, 16 hex digits), to "
-        "cluster re-encoded copies; compare by mean Hamming distance (README).",
+        "cluster re-encoded copies; compare by mean Hamming distance (docs/concepts/reuse.md).",
     )
     created_at: datetime = Field(default_factory=_utcnow)
 

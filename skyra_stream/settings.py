@@ -102,7 +102,12 @@ class Settings(BaseSettings):
     )
 
     # -- process --------------------------------------------------------------------------
-    http_port: int = Field(default=8080, ge=0, le=65535, description="Health and metrics.")
+    http_port: int = Field(
+        default=8080,
+        ge=0,
+        le=65535,
+        description="Port of /healthz, /readyz, /metrics (and the API).",
+    )
     http_host: str = Field(default="0.0.0.0", description="Bind address of the HTTP server.")
     shutdown_timeout_s: float = Field(
         default=60.0, gt=0, description="How long SIGTERM waits for in-flight work."
@@ -111,7 +116,9 @@ class Settings(BaseSettings):
     log_format: Literal["json", "console", "auto"] = Field(
         default="auto", description="json, console, or auto (JSON unless on a terminal)."
     )
-    worker_id: str | None = Field(default=None, description="Reported in verdicts.")
+    worker_id: str | None = Field(
+        default=None, description="Reported in every verdict's worker.id; host:pid when unset."
+    )
 
     # -- HTTP analyze API (`skyra-stream serve`, or the worker with SKYRA_API_ENABLED) -------
     api_enabled: bool = Field(
@@ -132,7 +139,9 @@ class Settings(BaseSettings):
         default=-10, description="Engine priority of API videos; lower goes first (Kafka is 0)."
     )
     api_tokens: Annotated[list[SecretStr], NoDecode] = Field(
-        default_factory=list, description="Comma-separated bearer tokens the API accepts."
+        default_factory=list,
+        description="Comma-separated bearer tokens the API accepts; required (here or in "
+        "SKYRA_API_TOKENS_FILE) when SKYRA_HTTP_HOST is not loopback.",
     )
     api_tokens_file: Path | None = Field(
         default=None,
@@ -243,7 +252,9 @@ class Settings(BaseSettings):
     s3_endpoint_url: str | None = Field(
         default=None, description="S3-compatible endpoint (MinIO, moto); AWS when unset."
     )
-    s3_region: str | None = Field(default=None, description="Region for the S3 client.")
+    s3_region: str | None = Field(
+        default=None, description="Region for the S3 client; from the AWS chain when unset."
+    )
     s3_allowed_buckets: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Comma-separated buckets the worker may read; every other URI is refused.",
@@ -253,11 +264,17 @@ class Settings(BaseSettings):
     )
     s3_read_timeout_s: float = Field(default=30.0, gt=0, description="Stall limit per read.")
     s3_fetch_timeout_s: float = Field(default=300.0, gt=0, description="Whole download limit.")
-    s3_max_attempts: int = Field(default=5, ge=1, description="Attempts per object on 5xx etc.")
+    s3_max_attempts: int = Field(
+        default=5,
+        ge=1,
+        description="Attempts per object on 5xx, throttling, timeouts and resets (exponential "
+        "backoff with jitter); never retried on 403 or 404.",
+    )
     s3_retry_max_wait_s: float = Field(default=8.0, gt=0, description="Cap of one backoff.")
     local_roots: Annotated[list[Path], NoDecode] = Field(
         default_factory=list,
-        description="Comma-separated folders that `file://` URIs may point into (CLI, tests).",
+        description="Comma-separated folders that file:// URIs may point into (CLI, tests); "
+        "symlinks and .. are resolved first.",
     )
     spool_dir: Path | None = Field(
         default=None, description="Where large downloads spool to disk; the system temp dir."
@@ -271,7 +288,9 @@ class Settings(BaseSettings):
     decode_concurrency: int = Field(
         default=0,
         ge=0,
-        description="Decodes at once; 0: one per CPU that the container's quota allows.",
+        description="Decodes at once; 0: one per CPU that the container's quota (cgroup cpu.max, "
+        "v1 CFS quota) and affinity allow. A pod with a CPU request but no limit has "
+        "no quota: set one (the manifests do).",
     )
     pipeline_max_messages: int = Field(
         default=64,
@@ -444,7 +463,7 @@ class Settings(BaseSettings):
         default=None, description="Name reported in verdicts; the folder name when unset."
     )
     model_revision: str | None = Field(default=None, description="Reported in verdicts.")
-    dtype: str = Field(default="auto", description="vLLM dtype: auto, bfloat16, float16...")
+    dtype: str = Field(default="auto", description="vLLM dtype: auto, bfloat16 (GPUs), float16...")
     max_model_len: int | None = Field(
         default=None, gt=0, description="Derived from frames + prompt + max_tokens when unset."
     )
@@ -475,7 +494,11 @@ class Settings(BaseSettings):
     # only for redeliveries and retried API calls; a small one keeps the host memory it takes
     # in proportion to that.
     mm_processor_cache_gb: float = Field(
-        default=1.0, ge=0, description="vLLM's processed-input cache per process, GiB; 0 is off."
+        default=1.0,
+        ge=0,
+        description="vLLM's processed-input cache per process (the worker's and vLLM's engine "
+        "process), GiB; 0 is off. vLLM's own default is 4, but uploads rarely repeat, "
+        "so it mostly fills rather than hits.",
     )
     seed: int = Field(default=0, description="Sampling seed, as the reference evaluation.")
     max_tokens: int = Field(
@@ -501,12 +524,15 @@ class Settings(BaseSettings):
         default=400, ge=1, description="Free text between tags, guided decoding."
     )
     scheduling_policy: Literal["fcfs", "priority"] = Field(
-        default="fcfs", description="vLLM's scheduler; `priority` lets API calls preempt."
+        default="fcfs",
+        description="vLLM's scheduler; priority also lets urgent (API) requests overtake inside "
+        "vLLM (our own in-flight window admits by priority either way).",
     )
     load_format: str = Field(default="auto", description="`dummy`: random weights (bench).")
     enforce_eager: bool = Field(
         default=False,
-        description="No torch.compile (the tests and the demo set it for the tiny CPU model).",
+        description="No torch.compile: the tests and the demo set it for the tiny CPU model (the "
+        "engine starts in about 35 s instead of 60).",
     )
     engine_start_timeout_s: float = Field(
         default=900.0, gt=0, description="How long loading the model may take."

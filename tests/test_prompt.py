@@ -117,7 +117,7 @@ def test_every_reference_to_a_doc_resolves() -> None:
     import re
 
     root = Path(__file__).parents[1]
-    cite = re.compile(r'(docs/[\w.-]+\.md)(?:,\s*"([^"]+)")?')
+    cite = re.compile(r'(docs/[\w./-]+\.md)(?:,\s*"([^"]+)")?')
     sources = [
         p
         for folder in ("skyra_stream", "tests", "k8s", "benchmarks", "campaigns")

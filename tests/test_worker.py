@@ -283,6 +283,30 @@ def test_good_events_get_one_verdict_each(
     assert b"skyra_verdicts_total" in body
     assert b'skyra_stage_seconds_bucket{le="0.01",stage="decode"}' in body
     assert worker.get("/healthz")[0] == 200
+    # vLLM's own series under vLLM's names, beside ours (its dashboards work unchanged), and
+    # our service-level indicators.
+    text = body.decode()
+    for name in (
+        "vllm:num_requests_running",
+        "vllm:num_requests_waiting",
+        "vllm:kv_cache_usage_perc",
+        "vllm:time_to_first_token_seconds_bucket",
+        "vllm:e2e_request_latency_seconds_bucket",
+        "vllm:request_success_total{",
+        "skyra_verdict_latency_seconds_bucket",
+        "skyra_generated_tokens_per_verdict_bucket",
+        "skyra_verdict_status_total",
+    ):
+        assert name in text, name
+    generated = [
+        float(line.split()[-1])
+        for line in text.splitlines()
+        if line.startswith("vllm:generation_tokens_total")
+    ]
+    assert generated and sum(generated) > 0
+    assert 'finished_reason="' in text
+    statuses = [line for line in text.splitlines() if line.startswith("skyra_verdict_status_total")]
+    assert sum(float(line.split()[-1]) for line in statuses) >= len(ids)
 
 
 def test_policies_provenance_and_the_review_loop_on_the_real_stack(
