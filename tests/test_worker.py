@@ -303,7 +303,8 @@ def test_good_events_get_one_verdict_each(
         for line in text.splitlines()
         if line.startswith("vllm:generation_tokens_total")
     ]
-    assert generated and sum(generated) > 0
+    assert generated
+    assert sum(generated) > 0
     assert 'finished_reason="' in text
     statuses = [line for line in text.splitlines() if line.startswith("skyra_verdict_status_total")]
     assert sum(float(line.split()[-1]) for line in statuses) >= len(ids)
