@@ -96,6 +96,10 @@ def run_demo(out: Path, model: Path | None, timeout_s: float = 240.0) -> int:
             list(publish(kafka_config(settings), events))
             console.print(f"[bold]produced[/] {len(events)} ingest events")
             results = _watch(console, broker.bootstrap, events, timeout_s)
+            # What the topics carried, one JSON line each, for whoever reads on (jq, a test).
+            with (out / "outcomes.jsonl").open("w", encoding="utf-8") as lines:
+                for outcome in results.values():
+                    lines.write(outcome.model_dump_json() + "\n")
             sheets = _render(
                 results,
                 {e.event_id: e for e in events},
@@ -116,7 +120,7 @@ def run_demo(out: Path, model: Path | None, timeout_s: float = 240.0) -> int:
         )
     console.print(
         f"[bold]evidence sheets[/] in {out / 'sheets'} ({len(sheets)} files); "
-        f"logs in {out / 'logs'}"
+        f"verdicts and dead letters in {out / 'outcomes.jsonl'}; logs in {out / 'logs'}"
     )
     console.print(
         f"done in {time.monotonic() - started:.0f} s: {len(results)} of "
