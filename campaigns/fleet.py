@@ -61,6 +61,7 @@ from campaigns.stack import (
     Collector,
     Stack,
     balance_outputs,
+    log,
     loopback_stack,
     wait_until,
 )
@@ -75,10 +76,6 @@ SCALE = (1, 3, 2, 4, 1, 2)
 # rebalance or a kill comes, as it is with vLLM.
 FAKE_LATENCY_S = 0.5
 ORPHAN_GRACE_S = 10.0
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
 @dataclass

@@ -47,7 +47,7 @@ from typing import Any
 
 import redis
 
-from campaigns.stack import BUCKET, TOPICS, Collector, Stack, loopback_stack, wait_until
+from campaigns.stack import BUCKET, TOPICS, Collector, Stack, log, loopback_stack, wait_until
 from skyra_stream.devstack.broker import free_port, read_all
 from skyra_stream.devstack.processes import ChildProcess
 from skyra_stream.devstack.prometheus import PrometheusServer
@@ -68,10 +68,6 @@ REVIEW_TOPIC = "ops.review"
 FIRE_TIMEOUT_S = 150.0
 RESOLVE_TIMEOUT_S = 150.0
 WEBHOOK_SECRET = "whsec_" + "c2t5cmEtb3BzLXRlc3Qtc2VjcmV0LTMyLWJ5dGVzISE="
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
 @dataclass
@@ -467,14 +463,11 @@ def run(out: Path) -> int:
             )
             events.pause()
 
-            forged: list[str] = []
-
             def forge() -> None:
                 key = forge_cache_entry(redis_server.url, uploads)
                 if key is None:
                     log("  no cache entry to forge")
                     return
-                forged.append(key)
                 events.send(key)
 
             fault(

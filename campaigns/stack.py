@@ -204,6 +204,11 @@ def balance_outputs(
     return ledger, verdicts
 
 
+def log(message: str) -> None:
+    """A campaign's progress line, timestamped (the campaigns print, they do not log)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
 def wait_until(check: Callable[[], bool], timeout_s: float, step_s: float = 0.2) -> bool:
     """Poll `check` until it holds (True) or `timeout_s` passes (False)."""
     deadline = time.monotonic() + timeout_s

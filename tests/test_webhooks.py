@@ -67,6 +67,26 @@ def test_a_receiver_that_never_answers_ends_in_a_failure(receiver: Receiver) -> 
     assert "timed out" in result.detail
 
 
+def test_a_name_that_does_not_resolve_is_retried_then_fails_with_the_reason() -> None:
+    # Once an exception that escaped the retries: no delivery and no webhook_failed record.
+    def nowhere(host: str, port: int) -> list[str]:
+        raise OSError("Name or service not known")
+
+    retries: list[tuple[int, str]] = []
+    result = WebhookSender(sender().config, resolver=nowhere).deliver(
+        "https://localhost/h",
+        "alpha",
+        "msg_ev-9",
+        "verdict.ready",
+        {},
+        on_retry=lambda n, why: retries.append((n, why)),
+    )
+    assert (result.delivered, result.attempts) == (False, 4)
+    assert "does not resolve" in result.detail
+    assert [n for n, _ in retries] == [1, 2, 3]
+    assert all("does not resolve" in why for _, why in retries)
+
+
 def test_a_redirect_is_not_followed(receiver: Receiver) -> None:
     with Receiver() as elsewhere:
         redirect = receiver.url(f"/redirect?to={elsewhere.url()}")

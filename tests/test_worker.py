@@ -236,6 +236,10 @@ def worker_a(stack: Stack) -> Iterator[tuple[Worker, dict[str, str]]]:
         review_ticket_key=REVIEW_TICKET_KEY,
         calibration_file=calibration,
         jobs_enabled=True,
+        # Jobs are checked at submission by the rules the sender applies: the loopback
+        # receiver below is a development host on an allowed network.
+        webhook_http_hosts="127.0.0.1",
+        webhook_allowed_networks="127.0.0.0/8",
     )
     try:
         worker.wait_ready()

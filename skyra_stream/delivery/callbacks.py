@@ -93,7 +93,7 @@ def address_refused(ip: IPAddress, allowed: Sequence[Network]) -> str | None:
 
 def precheck_callback(
     url: str,
-    allowlist: Sequence[str],
+    allowlist: Sequence[str] | None,
     *,
     allowed_networks: Sequence[Network] = (),
     http_hosts: Sequence[str] = (),
@@ -102,7 +102,13 @@ def precheck_callback(
     can never be delivered (a 422 at submission, not a refusal at delivery): the scheme,
     credentials, the tenant's allowlist, and a literal address in a refused range. A name is
     resolved and checked at each delivery (`check_callback`), never here: what it resolves
-    to at submission says nothing about delivery time."""
+    to at submission says nothing about delivery time. `allowlist` None: this process does not
+    hold the tenants' allowlists (the webhook sender does), so that rule waits for delivery."""
+    if allowlist is None:
+        try:
+            allowlist = [urlsplit(url).hostname or ""]
+        except ValueError as exc:
+            raise CallbackRefused(f"not a URL: {exc}") from None
     check_callback(
         url,
         allowlist,

@@ -40,6 +40,7 @@ from tenacity import (
 
 from skyra_stream.delivery.callbacks import (
     CallbackRefused,
+    CallbackUnreachable,
     Network,
     PinnedTarget,
     Resolver,
@@ -202,6 +203,9 @@ class WebhookSender:
         except CallbackRefused as exc:
             self._on_attempt("refused")
             raise _Final(f"refused: {exc}") from None
+        except CallbackUnreachable as exc:  # DNS now: worth another attempt later
+            self._on_attempt("error")
+            raise _Retryable(str(exc)) from None
         stamp = _now()
         headers = {
             "content-type": "application/json",

@@ -237,12 +237,17 @@ def callback_precheck(config: WebhookConfig) -> Callable[[str, str | None], None
     applies (the same tenants file, networks and development hosts)."""
 
     def check(url: str, tenant: str | None) -> None:
-        hooks = config.tenants.get(tenant or DEFAULT_TENANT)
-        if hooks is None:
-            raise CallbackRefused(f"tenant {tenant or DEFAULT_TENANT!r} has no webhooks configured")
+        allowlist: list[str] | None = None  # no tenants file here: the sender checks hosts
+        if config.tenants:
+            hooks = config.tenants.get(tenant or DEFAULT_TENANT)
+            if hooks is None:
+                raise CallbackRefused(
+                    f"tenant {tenant or DEFAULT_TENANT!r} has no webhooks configured"
+                )
+            allowlist = hooks.hosts
         precheck_callback(
             url,
-            hooks.hosts,
+            allowlist,
             allowed_networks=config.allowed_networks,
             http_hosts=config.http_hosts,
         )
