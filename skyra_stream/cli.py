@@ -26,7 +26,7 @@ from skyra_stream.logs import configure_logging
 from skyra_stream.settings import Settings
 
 if TYPE_CHECKING:
-    pass
+    from skyra_stream.decisions.receipts import ReceiptSigner
 
 app = typer.Typer(
     help="Grounded AI-generated-video verdicts with Skyra on vLLM.",
@@ -127,6 +127,13 @@ def analyze(
     render: Annotated[
         Path | None, typer.Option(help="Write a PNG evidence sheet per video into this folder.")
     ] = None,
+    receipts: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write a signed C2PA receipt (<name>.c2pa) per verdict of a local file into "
+            "this folder (SKYRA_RECEIPT_KEY_FILE and SKYRA_RECEIPT_CERT_FILE)."
+        ),
+    ] = None,
 ) -> None:
     """Analyse videos without Kafka: one JSON line per input, a Verdict or a rejection.
 
@@ -155,6 +162,7 @@ def analyze(
         update={"s3_allowed_buckets": sorted(set(settings.s3_allowed_buckets) | buckets)}
     )
     configure_logging(settings.log_level if settings.log_level != "INFO" else "WARNING", "console")
+    signing = receipts_or_exit(settings, receipts)
     warn_if_tiny(settings.model_path)
     sink = out.open("w", encoding="utf-8") if out else sys.stdout
     progress = Progress(
@@ -169,7 +177,12 @@ def analyze(
         with progress, analysis_session(settings) as analysis:
             task = progress.add_task("analysing", total=len(sources))
             rejected = analyze_sources(
-                analysis, sources, sink, sheets=render, advance=lambda: progress.advance(task)
+                analysis,
+                sources,
+                sink,
+                sheets=render,
+                receipts=signing,
+                advance=lambda: progress.advance(task),
             )
     except EngineDeadError as exc:
         typer.echo(f"engine failed: {exc}", err=True)
@@ -178,6 +191,72 @@ def analyze(
         if out:
             sink.close()
     raise typer.Exit(2 if rejected else 0)
+
+
+def receipts_or_exit(settings: Settings, folder: Path | None) -> tuple[Path, ReceiptSigner] | None:
+    """The receipts folder and signer for `analyze --receipts`, or exit 2 with the reason."""
+    if folder is None:
+        return None
+    from skyra_stream.decisions.receipts import ReceiptError
+    from skyra_stream.runtime.wiring import receipt_signer
+
+    try:
+        signer = receipt_signer(settings)
+    except ReceiptError as exc:
+        typer.echo(f"invalid configuration: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if signer is None:
+        typer.echo(
+            "invalid configuration: --receipts needs SKYRA_RECEIPT_KEY_FILE and "
+            "SKYRA_RECEIPT_CERT_FILE",
+            err=True,
+        )
+        raise typer.Exit(2)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder, signer
+
+
+receipt_app = typer.Typer(help="Signed verdict receipts (C2PA sidecars; docs/receipts.md).")
+
+
+@receipt_app.command("verify")
+def receipt_verify(
+    video: Annotated[Path, typer.Argument(help="The video the receipt is about.")],
+    receipt: Annotated[Path, typer.Option("--receipt", help="The receipt (.c2pa sidecar).")],
+    trust: Annotated[
+        Path | None,
+        typer.Option("--trust", help="PEM bundle of the receipt signers' roots you trust."),
+    ] = None,
+    label: Annotated[
+        str, typer.Option(help="The verdict assertion's label (the platform's own).")
+    ] = "org.skyra-stream.verdict",
+) -> None:
+    """Check a receipt against the video's bytes: prints valid, untrusted or invalid and the
+    verdict it carries. Exit codes: 0 valid, 1 untrusted, 2 invalid."""
+    import json
+
+    from skyra_stream.decisions.receipts import verify_receipt
+
+    try:
+        anchors = trust.read_text(encoding="ascii") if trust else None
+        with video.open("rb") as body:
+            check = verify_receipt(
+                body, receipt.read_bytes(), trust_anchors_pem=anchors, label=label
+            )
+    except OSError as exc:
+        typer.echo(f"cannot read: {exc}", err=True)
+        raise typer.Exit(2) from None
+    codes = f" ({', '.join(check.codes)})" if check.codes else ""
+    typer.echo(f"{check.state}{codes}")
+    if check.signer:
+        typer.echo(f"signer: {check.signer}")
+    if check.manifest_id:
+        typer.echo(f"manifest: {check.manifest_id}")
+    if check.ingredient_manifest:
+        typer.echo(f"the upload's own manifest: {check.ingredient_manifest}")
+    if check.assertion is not None:
+        typer.echo(json.dumps(check.assertion.model_dump(mode="json"), indent=2))
+    raise typer.Exit({"valid": 0, "untrusted": 1, "invalid": 2}[check.state])
 
 
 @app.command()
@@ -339,6 +418,7 @@ def review_console() -> None:
 app.registered_commands.extend(commands.registered_commands)
 app.add_typer(policy_app, name="policy")
 app.add_typer(ops_app, name="ops")
+app.add_typer(receipt_app, name="receipt")
 app.command("docs")(docs)
 app.add_typer(reviews_app, name="reviews")
 

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from skyra_stream.decisions.calibration import CalibrationFile
 from skyra_stream.decisions.policy import PolicyFile
+from skyra_stream.decisions.receipts import ReceiptAssertion
 from skyra_stream.messages import AuditRecord, DeadLetter, IngestEvent, ReviewEvent, Verdict
 
 MODELS: dict[str, type[BaseModel]] = {
@@ -25,6 +26,8 @@ MODELS: dict[str, type[BaseModel]] = {
     # Not messages, but files operators write or keep: editors and CI validate them.
     "policy": PolicyFile,
     "calibration": CalibrationFile,
+    # The verdict assertion of a signed receipt (docs/receipts.md): what a verifier reads.
+    "receipt_assertion": ReceiptAssertion,
 }
 
 

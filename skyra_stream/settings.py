@@ -438,6 +438,26 @@ class Settings(BaseSettings):
         default="skyra-reviews", description="Consumer group of `skyra-stream reviews`."
     )
 
+    # -- signed verdict receipts (C2PA) ----------------------------------------------------
+    receipt_key_file: Path | None = Field(
+        default=None,
+        description="PEM private key (ES256 or Ed25519, from a Secret) that signs verdict "
+        "receipts; with SKYRA_RECEIPT_CERT_FILE it turns receipts on (docs/receipts.md).",
+    )
+    receipt_cert_file: Path | None = Field(
+        default=None,
+        description="PEM certificate chain of the receipt key, the signing certificate first.",
+    )
+    receipt_algorithm: Literal["es256", "ed25519"] = Field(
+        default="es256", description="The receipt key's signature algorithm."
+    )
+    receipt_assertion_label: str = Field(
+        default="org.skyra-stream.verdict",
+        pattern=r"^[a-z0-9]+(\.[a-z0-9_-]+)+$",
+        description="The receipt's verdict assertion label: the platform's own reverse-domain "
+        "label (C2PA entity-specific assertions), e.g. com.example.skyra.verdict.",
+    )
+
     # -- model and engine (vLLM) ----------------------------------------------------------
     engine: Literal["vllm", "fake"] = Field(
         default="vllm",

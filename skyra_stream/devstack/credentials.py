@@ -54,9 +54,12 @@ def _usage(*, signer: bool) -> x509.KeyUsage:
     )
 
 
-def make_chain(common_name: str = "Test Video Generator") -> SigningChain:
+def make_chain(common_name: str = "Test Video Generator", *, expired: bool = False) -> SigningChain:
+    """A root and a signing certificate under it; `expired`: the signing certificate's
+    validity ended yesterday (the root's has not)."""
     now = datetime.datetime.now(datetime.UTC)
     valid = (now - datetime.timedelta(days=1), now + datetime.timedelta(days=30))
+    leaf_valid = (now - datetime.timedelta(days=30), now - datetime.timedelta(days=1))
     root_key = ec.generate_private_key(ec.SECP256R1())
     root = (
         x509.CertificateBuilder()
@@ -78,8 +81,8 @@ def make_chain(common_name: str = "Test Video Generator") -> SigningChain:
         .issuer_name(root.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(valid[0])
-        .not_valid_after(valid[1])
+        .not_valid_before((leaf_valid if expired else valid)[0])
+        .not_valid_after((leaf_valid if expired else valid)[1])
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_usage(signer=True), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), False)

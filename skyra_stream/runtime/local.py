@@ -15,6 +15,7 @@ from typing import TextIO
 
 from skyra_stream.analysis import Analysis, Outcome, local_jobs
 from skyra_stream.decisions.evidence import render_sheet
+from skyra_stream.decisions.receipts import ReceiptSigner
 from skyra_stream.decisions.verdicts import dead_letter_code
 from skyra_stream.messages import ErrorReason, Rejection
 from skyra_stream.runtime.wiring import build_analysis, build_engine
@@ -48,10 +49,12 @@ def analyze_sources(
     sink: TextIO,
     *,
     sheets: Path | None = None,
+    receipts: tuple[Path, ReceiptSigner] | None = None,
     advance: Callable[[], None] = lambda: None,
 ) -> int:
     """`skyra-stream analyze`: one JSON line per source on `sink`, an evidence sheet per
-    verdict into `sheets` when given; returns how many sources were rejected."""
+    verdict into `sheets` when given, a signed receipt (`<name>.c2pa`, beside the JSON line's
+    name) per verdict of a local file into `receipts`; returns how many were rejected."""
     rejected = 0
     names: dict[str, str] = {}
     for outcome in analysis.run(local_jobs(sources, names)):
@@ -61,8 +64,14 @@ def analyze_sources(
         advance()
         if outcome.verdict is None:
             rejected += 1
-        elif sheets is not None and outcome.video is not None:
+        else:
             digest = hashlib.sha256(source.encode()).hexdigest()[:8]
-            name = f"{Path(source).stem}-{digest}.png"
-            render_sheet(outcome.video.frames, outcome.verdict, sheets / name, title=source)
+            if sheets is not None and outcome.video is not None:
+                name = f"{Path(source).stem}-{digest}.png"
+                render_sheet(outcome.video.frames, outcome.verdict, sheets / name, title=source)
+            if receipts is not None and Path(source).is_file():
+                folder, signer = receipts
+                with Path(source).open("rb") as upload:
+                    receipt = signer.sign(upload, outcome.verdict)
+                (folder / f"{Path(source).stem}-{digest}.c2pa").write_bytes(receipt.manifest)
     return rejected

@@ -9,7 +9,9 @@ in (`fetcher=`, `policies=`) instead of patching.
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 
 import yaml
 
@@ -20,6 +22,7 @@ from skyra_stream.consumers.webhook_loop import WebhookLoop
 from skyra_stream.decisions.calibration import CalibrationFile, load_calibration
 from skyra_stream.decisions.job_store import JobStore
 from skyra_stream.decisions.policy import PolicyFile, load_policy
+from skyra_stream.decisions.receipts import ReceiptError, ReceiptSigner
 from skyra_stream.decisions.reuse import EntrySeal, RedisVerdictStore, ReuseCache, answer_identity
 from skyra_stream.decisions.review_tickets import ReviewTickets
 from skyra_stream.delivery.callbacks import CallbackRefused, precheck_callback
@@ -33,6 +36,7 @@ from skyra_stream.delivery.webhooks import (
 from skyra_stream.media.fetch import Fetcher, ObjectFetcher
 from skyra_stream.media.links import VideoLinks
 from skyra_stream.media.provenance import ProvenanceReader
+from skyra_stream.media.samples import VideoSpec, write_video
 from skyra_stream.media.staging import Stager
 from skyra_stream.messages import IngestEvent, ModelInfo
 from skyra_stream.metrics import Metrics
@@ -253,3 +257,30 @@ def callback_precheck(config: WebhookConfig) -> Callable[[str, str | None], None
         )
 
     return check
+
+
+def receipt_signer(settings: Settings) -> ReceiptSigner | None:
+    """The signer of verdict receipts, or None when receipts are off (no key or no
+    certificate set). Raises ReceiptError, naming the setting, when the key and certificate
+    cannot sign now: unreadable, mismatched, or a certificate that is not valid today (tried
+    on a tiny generated video, so a process never starts with receipts it cannot make)."""
+    key, cert = settings.receipt_key_file, settings.receipt_cert_file
+    if key is None and cert is None:
+        return None
+    if key is None or cert is None:
+        raise ReceiptError(
+            "SKYRA_RECEIPT_KEY_FILE and SKYRA_RECEIPT_CERT_FILE go together: one is unset"
+        )
+    try:
+        signer = ReceiptSigner(
+            key.read_bytes(),
+            cert.read_bytes(),
+            label=settings.receipt_assertion_label,
+            algorithm=settings.receipt_algorithm,
+        )
+    except OSError as exc:
+        raise ReceiptError(f"SKYRA_RECEIPT_KEY_FILE / SKYRA_RECEIPT_CERT_FILE: {exc}") from None
+    with tempfile.TemporaryDirectory() as folder:
+        probe = write_video(Path(folder) / "probe.mp4", VideoSpec(width=32, height=32, frames=2))
+        signer.check(probe.read_bytes())
+    return signer
