@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.skyra-setup
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help setup label-studio chromium prometheus demo test test-ops test-fast test-review test-all chaos chaos-fleet soak lint bench bench-frames bench-engine bench-guided bench-decode bench-ceiling bench-e2e bench-api bench-analyze bench-provenance bench-reuse bench-windows bench-webhooks bench-deadline docs schemas clean
+.PHONY: help setup label-studio chromium prometheus receipt-verifier demo test test-ops test-fast test-review test-all chaos chaos-fleet soak lint bench bench-frames bench-engine bench-guided bench-decode bench-ceiling bench-e2e bench-api bench-analyze bench-provenance bench-reuse bench-windows bench-webhooks bench-deadline docs schemas clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -32,6 +32,11 @@ $(LS_VENV)/.skyra-setup: scripts/install-label-studio.sh
 prometheus:  ## Debian's Prometheus server and promtool, for the rule tests and make test-ops (apt-get)
 	bash scripts/install-prometheus.sh
 
+receipt-verifier:  ## the independent receipt verifier (@trustnxt/c2pa-ts, from its package-lock) for the receipt tests
+	# The versions of package-lock.json; not `npm ci`: npm 11's lock leaves out the other
+	# platforms' optional packages and `npm ci` then refuses it. No install scripts run.
+	cd scripts/receipt-verifier && npm install --no-save --ignore-scripts --no-audit --no-fund --silent
+
 chromium:  ## Debian's Chromium, headless, for the review console's browser test (apt-get)
 	bash scripts/install-chromium.sh
 
@@ -39,7 +44,7 @@ demo: setup  ## the main job on an embedded default: broker, S3, worker, live ve
 	rm -rf demo-out
 	$(VENV)/bin/skyra-stream demo --out demo-out
 
-test: setup prometheus  ## the test suite CI runs (real vLLM, broker and S3 on loopback; no GPU)
+test: setup prometheus receipt-verifier  ## the test suite CI runs (real vLLM, broker and S3 on loopback; no GPU)
 	$(VENV)/bin/pytest -m "not slow and not review" -n 2 --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 test-review: setup label-studio chromium  ## the review console round trip: real Label Studio, broker, S3 and Chromium
