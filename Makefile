@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.skyra-setup
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help setup label-studio chromium prometheus receipt-verifier demo test test-ops test-fast test-review test-all chaos chaos-fleet soak lint bench bench-frames bench-engine bench-guided bench-decode bench-ceiling bench-e2e bench-api bench-analyze bench-provenance bench-reuse bench-windows bench-webhooks bench-deadline docs schemas clean
+.PHONY: help setup label-studio chromium prometheus receipt-verifier demo test test-ops test-fast test-review test-all chaos chaos-fleet soak lint bench bench-frames bench-engine bench-guided bench-decode bench-ceiling bench-e2e bench-api bench-analyze bench-provenance bench-reuse bench-windows bench-webhooks bench-deadline bench-receipts docs schemas clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -76,7 +76,7 @@ lint: setup  ## ruff and mypy
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-bench: bench-frames bench-engine bench-guided bench-decode bench-ceiling bench-e2e bench-api bench-analyze bench-provenance bench-reuse bench-windows bench-webhooks  ## every benchmark
+bench: bench-frames bench-engine bench-guided bench-decode bench-ceiling bench-e2e bench-api bench-analyze bench-provenance bench-reuse bench-windows bench-webhooks bench-deadline bench-receipts  ## every benchmark
 
 bench-frames: setup  ## frame sampler against decode-everything (last line: ratios)
 	$(PY) -m benchmarks.frames
@@ -113,6 +113,9 @@ bench-webhooks: setup  ## 1,000 outcomes as webhooks, a tenth to a slow receiver
 
 bench-deadline: setup  ## 16 uploads on the unguided tiny model with SKYRA_ENGINE_DEADLINE_S=60: every event answered, and when (last line)
 	$(PY) -m benchmarks.deadline $(BENCH_ARGS)
+
+bench-receipts: setup  ## a signed receipt's CPU per upload against decode, on production-shaped uploads (last line: ratio)
+	$(PY) -m benchmarks.receipts $(BENCH_ARGS)
 
 bench-analyze: setup  ## peak RSS of `analyze` over 2,000 clips vs 200 (BENCH_ARGS="--engine vllm": with vLLM)
 	$(PY) -m benchmarks.analyze_memory $(BENCH_ARGS)

@@ -395,7 +395,12 @@ def run(out: Path) -> int:
                     wait_until(lambda: procs.console.get("/metrics")[0] == 200, 60)
                 else:
                     proc.wait_ready(timeout_s=400 if proc is procs.api else 120)
-            log(f"stack ready; prometheus on {prom.url} with {prom.rule_count()} rules")
+            expected = sum(len(g["rules"]) for g in rules["groups"])
+            wait_until(lambda: prom.rule_count() == expected, 30)
+            loaded = prom.rule_count()
+            log(f"stack ready; prometheus on {prom.url} with {loaded} rules")
+            if loaded != expected:  # no rule loaded would make every alert a timeout
+                raise RuntimeError(f"Prometheus loaded {loaded} of the {expected} rules")
             # Traffic: verdicts, a dead letter, one API video on the tiny model (vLLM).
             for _ in range(6):
                 events.send(uploads.take())

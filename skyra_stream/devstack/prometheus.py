@@ -41,6 +41,9 @@ class PrometheusServer:
         *,
         interval_s: float = 1.0,
     ) -> None:
+        # Absolute: Prometheus reads rule_files relative to its config file's folder, and a
+        # relative path there matched nothing (0 rules, no error) when the campaign ran from CI.
+        folder = folder.resolve()
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "rules.yml").write_text(yaml.safe_dump(rules, sort_keys=False))
