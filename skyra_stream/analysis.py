@@ -42,6 +42,7 @@ from skyra_stream.decisions.policy import (
     decide_before_model,
     inputs_of,
 )
+from skyra_stream.decisions.receipts import ReceiptWriter, receipt_wanted
 from skyra_stream.decisions.reuse import ReuseCache, content_sha256, reused
 from skyra_stream.decisions.verdicts import (
     StageTimes,
@@ -199,6 +200,7 @@ class Analysis:
         reuse: ReuseCache | None = None,
         calibration: CalibrationFile | None = None,
         metrics: Metrics | None = None,
+        receipts: ReceiptWriter | None = None,
     ) -> None:
         self.config = config
         self.engine = engine
@@ -210,6 +212,7 @@ class Analysis:
         self.provenance = provenance
         self.reuse = reuse
         self.calibration = calibration
+        self.receipts = receipts
         self.metrics = metrics or Metrics()
         self.worker = worker_info(config.worker_id)
         # Both pools take API jobs (negative priority) before the backlog, as the engine's
@@ -583,6 +586,36 @@ class Analysis:
     # -- helpers ----------------------------------------------------------------------------
 
     def _settled(self, run: _Run, verdict: Verdict, video: SampledVideo | None = None) -> None:
+        """End the job with its verdict; first, on the I/O pool, its signed receipt when the
+        tenant's policy asks for one (a failed receipt is counted and logged: the verdict
+        still goes out, without one)."""
+        mode = self.policies.for_tenant(self.tenant(run.job.event)).receipts
+        stored = isinstance(run.job.input, ObjectInput) and verdict.source.uri.startswith("s3://")
+        if self.receipts is not None and stored and receipt_wanted(mode, verdict):
+            receipts = self.receipts
+            try:
+                self._fetch_pool.submit(
+                    run.job.priority,
+                    lambda: self._stage(
+                        run, lambda r: self._end(r, self._receipt(receipts, verdict), video)
+                    ),
+                )
+                return
+            except RuntimeError:  # closing: no receipt, the verdict goes out as it is
+                pass
+        self._end(run, verdict, video)
+
+    def _receipt(self, receipts: ReceiptWriter, verdict: Verdict) -> Verdict:
+        try:
+            stamped = receipts.write(verdict)
+        except Exception as exc:  # the library's, S3's or ours: never the verdict's end
+            self.metrics.receipts.labels("failed").inc()
+            log.warning("receipt_failed", error=str(exc)[:300])
+            return verdict
+        self.metrics.receipts.labels("written").inc()
+        return stamped
+
+    def _end(self, run: _Run, verdict: Verdict, video: SampledVideo | None) -> None:
         """End the job with its verdict, and say so in one line (as `rejected` does for a
         dead letter): what an operator greps for when a platform asks about one upload."""
         callback = self.callback(run.job.event)

@@ -47,9 +47,23 @@ def worker() -> None:
     start_logging(settings)
     if settings.api_enabled:
         require_api_auth(settings)
+    receipt_key_or_exit(settings)
     from skyra_stream.runtime.process import run
 
     raise typer.Exit(run(settings, kafka=True))
+
+
+def receipt_key_or_exit(settings: Settings) -> None:
+    """Receipts on (SKYRA_RECEIPT_*) with a key and certificate that cannot sign: exit 2
+    with the reason, before anything starts."""
+    from skyra_stream.decisions.receipts import ReceiptError
+    from skyra_stream.runtime.wiring import receipt_signer
+
+    try:
+        receipt_signer(settings)
+    except ReceiptError as exc:
+        typer.echo(f"invalid configuration: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -64,6 +78,7 @@ def serve() -> None:
     settings = load_settings()
     start_logging(settings)
     require_api_auth(settings)
+    receipt_key_or_exit(settings)
     if settings.model_path is None and settings.engine == "vllm":
         typer.echo("invalid configuration: SKYRA_MODEL_PATH: required", err=True)
         raise typer.Exit(2)

@@ -328,6 +328,15 @@ class Verdict(_Message):
     content_sha256: str | None = Field(
         default=None, description="SHA-256 of the object's bytes (hex); null for frames input."
     )
+    receipt_uri: str | None = Field(
+        default=None,
+        description="Where this verdict's signed C2PA receipt is stored (a `.c2pa` sidecar "
+        "bound to the upload's bytes; docs/receipts.md); null when the tenant's policy asks "
+        "for none.",
+    )
+    receipt_manifest_id: str | None = Field(
+        default=None, description="The receipt's active manifest (urn:c2pa:...)."
+    )
     reused_from: str | None = Field(
         default=None,
         description="The event whose analysis this verdict reuses (same content, model, prompt "

@@ -257,6 +257,12 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.receipts = Counter(
+            "skyra_receipts",
+            "Signed verdict receipts by result (written; failed: the verdict went out without one)",
+            ["result"],
+            registry=r,
+        )
         self.unknown_settings = Gauge(
             "skyra_unknown_settings",
             "SKYRA_* environment variables no setting reads (misspelt? logged at start)",
@@ -298,6 +304,7 @@ class Metrics:
             (self.review_annotations, ("published", "dead_letter", "skipped")),
             (self.review_links, ("refreshed", "unservable")),
             (self.review_results, ("audited", "invalid", "ticket_failed")),
+            (self.receipts, ("written", "failed")),
         ):
             for value in values:
                 counter.labels(value)

@@ -451,6 +451,14 @@ class Settings(BaseSettings):
     receipt_algorithm: Literal["es256", "ed25519"] = Field(
         default="es256", description="The receipt key's signature algorithm."
     )
+    receipt_bucket: str | None = Field(
+        default=None,
+        description="Where the worker stores receipts: unset, beside the upload (<key>.c2pa in "
+        "its bucket); set, under SKYRA_RECEIPT_PREFIX in this bucket (one of the allowed).",
+    )
+    receipt_prefix: str = Field(
+        default="receipts/", description="Key prefix of receipts in SKYRA_RECEIPT_BUCKET."
+    )
     receipt_assertion_label: str = Field(
         default="org.skyra-stream.verdict",
         pattern=r"^[a-z0-9]+(\.[a-z0-9_-]+)+$",

@@ -20,6 +20,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from skyra_stream.devstack.broker import TansuBroker, read_all
+from skyra_stream.devstack.credentials import make_chain
 from skyra_stream.devstack.processes import ChildProcess
 from skyra_stream.devstack.receiver import Receiver
 from skyra_stream.devstack.redis_server import RedisServer
@@ -29,6 +30,7 @@ BUCKET = "job-uploads"
 SECRET = "whsec_" + base64.b64encode(b"j" * 32).decode()
 TOKEN = "tok-alpha"
 CACHE_KEY = "c" * 40
+RECEIPTS = make_chain("Platform Receipts")
 UNRESOLVED = "hooks.alpha.invalid"  # on the allowlist; .invalid never resolves (RFC 6761)
 
 
@@ -96,6 +98,18 @@ def stack(tmp_path_factory: pytest.TempPathFactory, moto_server: str) -> Iterato
     }
     broker.create_topics(list(topics.values()), 2)
     (logs / "tokens").write_text(f"{TOKEN} tenant=alpha\n")
+    # Receipts for every verdict of tenant alpha, signed with a throwaway platform chain.
+    (logs / "receipt.key").write_bytes(RECEIPTS.key_pem)
+    (logs / "receipt.pem").write_bytes(RECEIPTS.chain_pem)
+    (logs / "policy.yaml").write_text(
+        json.dumps(
+            {
+                "version": "jobs-1",
+                "default": {"id": "default", "otherwise": "allow"},
+                "tenants": {"alpha": {"id": "alpha", "otherwise": "allow", "receipts": "all"}},
+            }
+        )
+    )
     (logs / "hooks.yaml").write_text(
         json.dumps(
             {
@@ -122,6 +136,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory, moto_server: str) -> Iterato
         "verdict_cache_key": CACHE_KEY,
         "verdict_cache": False,  # every job analysed (reuse has its own tests)
         "webhook_tenants_file": logs / "hooks.yaml",
+        "policy_file": logs / "policy.yaml",
+        "receipt_key_file": logs / "receipt.key",
+        "receipt_cert_file": logs / "receipt.pem",
         "webhook_allowed_networks": "127.0.0.0/8",
         "webhook_http_hosts": "127.0.0.1",
         "webhook_max_attempts": 4,
@@ -170,6 +187,33 @@ def test_a_job_ends_as_a_verified_webhook_and_done_on_get(stack: Stack) -> None:
     assert record["tenant"] == "alpha"
     wait_for(lambda: delivery(stack, job_id).get("state") == "delivered", 30, "delivered")
     assert delivery(stack, job_id)["attempts"] == 1
+
+
+def test_a_verdict_comes_with_a_signed_receipt_that_verifies_against_the_upload(
+    stack: Stack, moto_server: str
+) -> None:
+    import io
+
+    from skyra_stream.decisions.receipts import verify_receipt
+
+    job_id = stack.submit("/ok")
+    wait_for(lambda: bool(received_for(stack, job_id)), 60, "the webhook")
+    [hook] = received_for(stack, job_id)
+    verdict = Webhook(SECRET).verify(hook.body, hook.headers)["data"]
+    # The webhook body carries the receipt: where it is and which manifest.
+    assert verdict["receipt_uri"] == f"s3://{BUCKET}/v.mp4.c2pa"
+    assert verdict["receipt_manifest_id"].startswith("urn:c2pa:")
+    s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
+    receipt = s3.get_object(Bucket=BUCKET, Key="v.mp4.c2pa")["Body"].read()
+    upload = s3.get_object(Bucket=BUCKET, Key="v.mp4")["Body"].read()
+    anchors = RECEIPTS.root_pem.decode()
+    check = verify_receipt(io.BytesIO(upload), receipt, trust_anchors_pem=anchors)
+    assert (check.state, check.manifest_id) == ("valid", verdict["receipt_manifest_id"])
+    assert check.assertion is not None
+    assert check.assertion.event_id == job_id
+    assert check.assertion.label == verdict["label"]
+    assert check.assertion.content_sha256 == verdict["content_sha256"]
+    assert stack.worker.metric('skyra_receipts_total{result="written"}') >= 1
 
 
 def test_a_flaky_receiver_gets_one_id_four_times_and_one_verdict(stack: Stack) -> None:

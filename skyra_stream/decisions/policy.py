@@ -159,6 +159,11 @@ class Policy(_Strict):
     id: str = Field(min_length=1, max_length=128)
     otherwise: Action = Field(description="The action when no rule matches.")
     rules: list[Rule] = Field(default_factory=list, max_length=256)
+    receipts: Literal["none", "all", "fake", "restricted"] = Field(
+        default="none",
+        description="Which verdicts get a signed C2PA receipt when the worker has a receipt key "
+        "(docs/receipts.md): all, those labelled fake, those whose action is block, or none.",
+    )
 
     @field_validator("rules")
     @classmethod

@@ -288,3 +288,64 @@ def verify_receipt(
     )
     signer = (active.get("signature_info") or {}).get("common_name")
     return ReceiptCheck(state, codes, assertion, active_id, ingredient, signer)
+
+
+# -- the worker's receipts --------------------------------------------------------------------
+
+ReceiptMode = Literal["none", "all", "fake", "restricted"]
+C2PA_SIDECAR_TYPE = "application/c2pa"
+
+
+def receipt_wanted(mode: ReceiptMode, verdict: Verdict) -> bool:
+    """Whether the tenant's policy asks for a receipt of this verdict."""
+    if mode == "all":
+        return True
+    if mode == "fake":
+        return verdict.label == "fake"
+    if mode == "restricted":
+        return verdict.decision is not None and verdict.decision.action == "block"
+    return False
+
+
+class ReceiptFailedError(RuntimeError):
+    """No receipt for this verdict (the verdict itself still goes out)."""
+
+
+@dataclass
+class ReceiptWriter:
+    """Makes the worker's receipts: the upload fetched again (its bytes were released after
+    decoding, and a verdict reused without a download never had them), checked against the
+    verdict's SHA-256, signed, and stored beside it (`<key>.c2pa`) or under `prefix` in
+    `bucket`. Runs on the I/O pool, never on the engine's thread."""
+
+    signer: ReceiptSigner
+    fetch: Any  # media.fetch.Fetcher
+    put: Any  # media.staging.ObjectWriter.put(bucket, key, body, content_type) -> uri
+    bucket: str | None = None
+    prefix: str = ""
+
+    def location(self, upload_uri: str) -> tuple[str, str]:
+        bucket, _, key = upload_uri.removeprefix("s3://").partition("/")
+        if self.bucket is None:
+            return bucket, f"{key}.c2pa"
+        return self.bucket, f"{self.prefix}{bucket}/{key}.c2pa"
+
+    def write(self, verdict: Verdict) -> Verdict:
+        uri = verdict.source.uri
+        if not uri.startswith("s3://"):
+            raise ReceiptFailedError(f"no receipt for {uri[:80]}: not an object in a bucket")
+        fetched = self.fetch(uri, version_id=verdict.source.version_id)
+        try:
+            digest = getattr(fetched, "sha256", None)
+            if verdict.content_sha256 and digest and digest != verdict.content_sha256:
+                raise ReceiptFailedError(
+                    "the object changed since its verdict (SHA-256 differs): no receipt"
+                )
+            receipt = self.signer.sign(fetched.body, verdict)
+        finally:
+            fetched.close()
+        bucket, key = self.location(uri)
+        stored = self.put(bucket, key, receipt.manifest, C2PA_SIDECAR_TYPE)
+        return verdict.model_copy(
+            update={"receipt_uri": stored, "receipt_manifest_id": receipt.manifest_id}
+        )

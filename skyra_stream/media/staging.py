@@ -27,3 +27,17 @@ class Stager:
     def stage(self, body: IO[bytes], key: str) -> str:
         self._s3.upload_fileobj(body, self.bucket, key)
         return f"s3://{self.bucket}/{key}"
+
+
+class ObjectWriter:
+    """Writes small objects (verdict receipts) into the allowed buckets, and only there."""
+
+    def __init__(self, config: FetchConfig) -> None:
+        self.config = config
+        self._s3 = make_s3_client(config)
+
+    def put(self, bucket: str, key: str, body: bytes, content_type: str) -> str:
+        if bucket not in self.config.s3_allowed_buckets:
+            raise ValueError(f"bucket {bucket!r} is not among the allowed buckets")
+        self._s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
+        return f"s3://{bucket}/{key}"

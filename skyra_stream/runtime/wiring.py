@@ -22,7 +22,7 @@ from skyra_stream.consumers.webhook_loop import WebhookLoop
 from skyra_stream.decisions.calibration import CalibrationFile, load_calibration
 from skyra_stream.decisions.job_store import JobStore
 from skyra_stream.decisions.policy import PolicyFile, load_policy
-from skyra_stream.decisions.receipts import ReceiptError, ReceiptSigner
+from skyra_stream.decisions.receipts import ReceiptError, ReceiptSigner, ReceiptWriter
 from skyra_stream.decisions.reuse import EntrySeal, RedisVerdictStore, ReuseCache, answer_identity
 from skyra_stream.decisions.review_tickets import ReviewTickets
 from skyra_stream.delivery.callbacks import CallbackRefused, precheck_callback
@@ -37,7 +37,7 @@ from skyra_stream.media.fetch import Fetcher, ObjectFetcher
 from skyra_stream.media.links import VideoLinks
 from skyra_stream.media.provenance import ProvenanceReader
 from skyra_stream.media.samples import VideoSpec, write_video
-from skyra_stream.media.staging import Stager
+from skyra_stream.media.staging import ObjectWriter, Stager
 from skyra_stream.messages import IngestEvent, ModelInfo
 from skyra_stream.metrics import Metrics
 from skyra_stream.model.engine import Engine, model_name
@@ -88,10 +88,23 @@ def build_analysis(
     model = model_info(settings)
     engine_cfg = engine_config(settings)
     provenance = provenance_config(settings)
+    fetcher = fetcher or ObjectFetcher(fetch_config(settings))
+    signer = receipt_signer(settings)
+    receipts = (
+        ReceiptWriter(
+            signer,
+            fetcher.fetch,
+            ObjectWriter(fetch_config(settings)).put,
+            bucket=settings.receipt_bucket,
+            prefix=settings.receipt_prefix,
+        )
+        if signer is not None
+        else None
+    )
     return Analysis(
         analysis_config(settings),
         engine,
-        fetcher=fetcher or ObjectFetcher(fetch_config(settings)),
+        fetcher=fetcher,
         limits=decode_limits(settings),
         model=model,
         engine_config=engine_cfg,
@@ -102,6 +115,7 @@ def build_analysis(
         ),
         calibration=calibration(settings),
         metrics=metrics,
+        receipts=receipts,
     )
 
 
