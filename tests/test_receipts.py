@@ -93,6 +93,15 @@ def test_a_receipt_verifies_against_its_upload_and_carries_the_verdict(
     assert check.signer == "Platform Receipts"
 
 
+def test_an_ed25519_key_signs_receipts_too(video: bytes) -> None:
+    chain = make_chain("Platform Receipts (Ed25519)", ed25519=True)
+    signer = ReceiptSigner(chain.key_pem, chain.chain_pem, algorithm="ed25519")
+    receipt = signer.sign(io.BytesIO(video), verdict())
+    anchors = chain.root_pem.decode()
+    check = verify_receipt(io.BytesIO(video), receipt.manifest, trust_anchors_pem=anchors)
+    assert (check.state, check.codes) == ("valid", [])
+
+
 def test_a_signer_outside_the_trust_anchors_is_untrusted(
     video: bytes, platform: SigningChain
 ) -> None:

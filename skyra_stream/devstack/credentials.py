@@ -16,6 +16,7 @@ from typing import Any, Final
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from skyra_stream.media.provenance import IPTC
@@ -54,9 +55,12 @@ def _usage(*, signer: bool) -> x509.KeyUsage:
     )
 
 
-def make_chain(common_name: str = "Test Video Generator", *, expired: bool = False) -> SigningChain:
+def make_chain(
+    common_name: str = "Test Video Generator", *, expired: bool = False, ed25519: bool = False
+) -> SigningChain:
     """A root and a signing certificate under it; `expired`: the signing certificate's
-    validity ended yesterday (the root's has not)."""
+    validity ended yesterday (the root's has not); `ed25519`: an Ed25519 signing key (the
+    root's is ECDSA P-256 either way)."""
     now = datetime.datetime.now(datetime.UTC)
     valid = (now - datetime.timedelta(days=1), now + datetime.timedelta(days=30))
     leaf_valid = (now - datetime.timedelta(days=30), now - datetime.timedelta(days=1))
@@ -74,7 +78,9 @@ def make_chain(common_name: str = "Test Video Generator", *, expired: bool = Fal
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(root_key.public_key()), False)
         .sign(root_key, hashes.SHA256())
     )
-    key = ec.generate_private_key(ec.SECP256R1())
+    key: ec.EllipticCurvePrivateKey | Ed25519PrivateKey = (
+        Ed25519PrivateKey.generate() if ed25519 else ec.generate_private_key(ec.SECP256R1())
+    )
     leaf = (
         x509.CertificateBuilder()
         .subject_name(_name(common_name))
