@@ -282,11 +282,9 @@ class Processes:
                 proc.signal(signal.SIGKILL)
 
 
-def wait_alert(
-    prom: PrometheusServer, name: str, *, firing: bool, timeout_s: float
-) -> float | None:
-    """Seconds until `name` is firing (or, with firing=False, gone from the active alerts)."""
-    started = time.monotonic()
+def wait_alert(prom: PrometheusServer, name: str, *, firing: bool, timeout_s: float) -> bool:
+    """Whether `name` came to be firing (with firing=False: gone from the active alerts)
+    within `timeout_s`; the callers time it from the fault or the repair."""
 
     def state() -> bool:
         active = [a for a in prom.alerts() if a["labels"].get("alertname") == name]
@@ -294,9 +292,7 @@ def wait_alert(
             return any(a["state"] == "firing" for a in active)
         return not active
 
-    if wait_until(state, timeout_s, step_s=0.5):
-        return round(time.monotonic() - started, 1)
-    return None
+    return wait_until(state, timeout_s, step_s=0.5)
 
 
 def fault(
@@ -319,11 +315,8 @@ def fault(
     for outcome in mine:
         left = FIRE_TIMEOUT_S - (time.monotonic() - started)
         seen = wait_alert(prom, outcome.alert, firing=True, timeout_s=max(1.0, left))
-        outcome.fired_s = None if seen is None else round(time.monotonic() - started, 1)
-        log(
-            f"  {outcome.alert}: "
-            + ("NOT FIRED" if seen is None else f"fired after {outcome.fired_s} s")
-        )
+        outcome.fired_s = round(time.monotonic() - started, 1) if seen else None
+        log(f"  {outcome.alert}: " + (f"fired after {outcome.fired_s} s" if seen else "NOT FIRED"))
     outcomes.extend(mine)
     if repair is not None:
         resolve(prom, mine, repair)
@@ -340,10 +333,10 @@ def resolve(prom: PrometheusServer, outcomes: list[Outcome], repair: Callable[[]
             continue  # never fired: nothing to end (counted as not resolved)
         left = RESOLVE_TIMEOUT_S - (time.monotonic() - repaired)
         seen = wait_alert(prom, outcome.alert, firing=False, timeout_s=max(1.0, left))
-        outcome.resolved_s = None if seen is None else round(time.monotonic() - repaired, 1)
+        outcome.resolved_s = round(time.monotonic() - repaired, 1) if seen else None
         log(
             f"  {outcome.alert}: "
-            + ("NOT RESOLVED" if seen is None else f"resolved after {outcome.resolved_s} s")
+            + (f"resolved after {outcome.resolved_s} s" if seen else "NOT RESOLVED")
         )
 
 

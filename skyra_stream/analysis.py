@@ -75,8 +75,7 @@ from skyra_stream.messages import (
 )
 from skyra_stream.metrics import Metrics
 from skyra_stream.model.engine import (
-    DEADLINE,
-    LENGTH,
+    CUTS,
     Engine,
     EngineConfig,
     EngineRequest,
@@ -473,10 +472,8 @@ class Analysis:
     def _count_tokens(self, results: list[EngineResult]) -> None:
         self.metrics.generated_tokens.observe(sum(r.output_tokens for r in results))
         for r in results:
-            if r.finish_reason == DEADLINE:
-                self.metrics.outputs_cut.labels("deadline").inc()
-            elif r.finish_reason == LENGTH:
-                self.metrics.outputs_cut.labels("token_cap").inc()
+            if r.finish_reason in CUTS:
+                self.metrics.outputs_cut.labels(CUTS[r.finish_reason]).inc()
 
     # -- reuse ------------------------------------------------------------------------------
 

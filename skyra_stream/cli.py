@@ -53,14 +53,14 @@ def worker() -> None:
     raise typer.Exit(run(settings, kafka=True))
 
 
-def receipt_key_or_exit(settings: Settings) -> None:
-    """Receipts on (SKYRA_RECEIPT_*) with a key and certificate that cannot sign: exit 2
-    with the reason, before anything starts."""
+def receipt_key_or_exit(settings: Settings) -> ReceiptSigner | None:
+    """The receipt signer (None: receipts off); a key and certificate that cannot sign:
+    exit 2 with the reason, before anything starts."""
     from skyra_stream.decisions.receipts import ReceiptError
     from skyra_stream.runtime.wiring import receipt_signer
 
     try:
-        receipt_signer(settings)
+        return receipt_signer(settings)
     except ReceiptError as exc:
         typer.echo(f"invalid configuration: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -212,14 +212,7 @@ def receipts_or_exit(settings: Settings, folder: Path | None) -> tuple[Path, Rec
     """The receipts folder and signer for `analyze --receipts`, or exit 2 with the reason."""
     if folder is None:
         return None
-    from skyra_stream.decisions.receipts import ReceiptError
-    from skyra_stream.runtime.wiring import receipt_signer
-
-    try:
-        signer = receipt_signer(settings)
-    except ReceiptError as exc:
-        typer.echo(f"invalid configuration: {exc}", err=True)
-        raise typer.Exit(2) from None
+    signer = receipt_key_or_exit(settings)
     if signer is None:
         typer.echo(
             "invalid configuration: --receipts needs SKYRA_RECEIPT_KEY_FILE and "

@@ -497,6 +497,21 @@ def ops_files() -> dict[Path, str]:
     return files
 
 
+def write_generated(files: dict[Path, str], *, check: bool, command: str) -> None:
+    """Write the files whose committed text differs from what the code makes now; with
+    `check`, write nothing and exit 1 naming them (CI: a stale generated file fails)."""
+    stale = [p for p, text in files.items() if not p.is_file() or p.read_text("utf-8") != text]
+    if check:
+        if stale:
+            typer.echo(f"stale (run `{command}`): " + ", ".join(map(str, stale)), err=True)
+            raise typer.Exit(1)
+        return
+    for path in stale:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(files[path], encoding="utf-8")
+        typer.echo(f"wrote {path}")
+
+
 @ops_app.command("write")
 def ops_write(
     check: Annotated[
@@ -505,18 +520,7 @@ def ops_write(
 ) -> None:
     """Make k8s/base/prometheusrule.yaml from k8s/monitoring/skyra.rules.yml, and the
     dashboards' ConfigMaps under k8s/monitoring/dashboards/."""
-    stale = []
-    for path, text in ops_files().items():
-        if path.is_file() and path.read_text(encoding="utf-8") == text:
-            continue
-        stale.append(path)
-        if not check:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
-            typer.echo(f"wrote {path}")
-    if check and stale:
-        typer.echo("stale: " + ", ".join(str(p) for p in stale), err=True)
-        raise typer.Exit(1)
+    write_generated(ops_files(), check=check, command="skyra-stream ops write")
 
 
 def docs(
@@ -526,13 +530,6 @@ def docs(
 ) -> None:
     """Write the documentation site's reference pages (docs/reference/: configuration from
     the Settings model, message schemas, HTTP API) from the code."""
-    from skyra_stream.runtime.reference_docs import stale_pages, write_pages
+    from skyra_stream.runtime.reference_docs import reference_pages
 
-    if check:
-        stale = stale_pages()
-        if stale:
-            typer.echo("stale (run `skyra-stream docs`): " + ", ".join(map(str, stale)), err=True)
-            raise typer.Exit(1)
-        return
-    for path in write_pages():
-        typer.echo(f"wrote {path}")
+    write_generated(reference_pages(), check=check, command="skyra-stream docs")

@@ -530,7 +530,7 @@ class Settings(BaseSettings):
     )
     seed: int = Field(default=0, description="Sampling seed, as the reference evaluation.")
     max_tokens: int = Field(
-        default=2560,  # model.grammar.ANSWER_TOKEN_CAP (a leaf imports no stage; tested)
+        default=2560,  # model.grammar.ANSWER_TOKEN_CAP: a leaf imports no stage (test_settings)
         ge=1,
         description="Output cap per video: the longest answer the contract's grammar admits "
         "(model.grammar.longest_answer_tokens); an answer cut here is `unparseable` with "

@@ -113,3 +113,17 @@ def test_the_pipeline_bound_reads_its_new_name_and_its_old_one(
     monkeypatch.setenv("SKYRA_PIPELINE_MAX_MESSAGES", "9")  # the new name wins
     assert Settings().pipeline_max_messages == 9
     assert Settings(pipeline_max_messages=3).pipeline_max_messages == 3
+
+
+def test_the_output_cap_default_is_the_grammars_longest_answer() -> None:
+    # settings.py is a leaf and cannot import the grammar: its literal is checked here.
+    from skyra_stream.model.engine import EngineConfig
+    from skyra_stream.model.grammar import ANSWER_TOKEN_CAP, MAX_TEXT_CHARS, longest_answer_tokens
+    from skyra_stream.runtime.configs import engine_config
+
+    settings = Settings()
+    assert settings.max_tokens == ANSWER_TOKEN_CAP == EngineConfig().max_tokens
+    assert longest_answer_tokens() <= ANSWER_TOKEN_CAP
+    assert settings.guided_max_text_chars == MAX_TEXT_CHARS
+    assert engine_config(settings).deadline_s == settings.engine_deadline_s == 120.0
+    assert engine_config(Settings(engine_deadline_s=0)).deadline_s is None  # 0: no deadline

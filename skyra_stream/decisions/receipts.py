@@ -169,44 +169,43 @@ class ReceiptSigner:
 
         data = json.loads(assertion_of(verdict).model_dump_json()) if verdict else {}
         ours = {"label": self.label, "data": data}
-        generator = [{"name": "skyra-stream", "version": __version__}]
+        # Our own label for the manifest, so that its id is known without reading it back
+        # (which would hash the whole upload a second time).
+        manifest_id = f"urn:c2pa:{uuid.uuid4()}"
+        manifest: dict[str, Any] = {
+            "label": manifest_id,
+            "claim_generator_info": [{"name": "skyra-stream", "version": __version__}],
+            "assertions": [ours],
+        }
+        # An upload with its own manifest gets an update manifest: that manifest becomes its
+        # one parent ingredient, the content is untouched, and the receipt binds to these
+        # bytes. Any other upload is opened as the parent ingredient.
+        update = _has_manifest(upload, fmt)
+        if not update:
+            opened = {"action": "c2pa.opened", "parameters": {"ingredientIds": [UPLOAD_INGREDIENT]}}
+            manifest["assertions"] = [
+                {"label": "c2pa.actions", "data": {"actions": [opened]}},
+                ours,
+            ]
         try:
-            if _has_manifest(upload, fmt):
-                # An update manifest: the upload's active manifest becomes its one parent
-                # ingredient, the content is untouched, and the receipt binds to these bytes.
-                manifest = {"claim_generator_info": generator, "assertions": [ours]}
-                with c2pa.Builder(manifest) as builder:
-                    builder.set_no_embed()
+            with c2pa.Builder(manifest) as builder:
+                builder.set_no_embed()
+                if update:
                     builder.set_intent(c2pa.C2paBuilderIntent.UPDATE)
-                    upload.seek(0)
-                    store = builder.sign(self._signer, fmt, upload, io.BytesIO())
-            else:
-                opened = {
-                    "action": "c2pa.opened",
-                    "parameters": {"ingredientIds": [UPLOAD_INGREDIENT]},
-                }
-                manifest = {
-                    "claim_generator_info": generator,
-                    "assertions": [
-                        {"label": "c2pa.actions", "data": {"actions": [opened]}},
-                        ours,
-                    ],
-                }
-                with c2pa.Builder(manifest) as builder:
-                    builder.set_no_embed()
+                else:
                     upload.seek(0)
                     builder.add_ingredient(
                         {"title": "upload", "relationship": "parentOf", "label": UPLOAD_INGREDIENT},
                         fmt,
                         upload,
                     )
-                    upload.seek(0)
-                    store = builder.sign(self._signer, fmt, upload, io.BytesIO())
+                upload.seek(0)
+                store = builder.sign(self._signer, fmt, upload, io.BytesIO())
         except Exception as exc:
             raise ReceiptError(f"signing failed: {exc}") from None
         if not store:
             raise ReceiptError("signing produced no manifest")
-        return Receipt(bytes(store), _active_id(store, upload, fmt) or f"urn:uuid:{uuid.uuid4()}")
+        return Receipt(bytes(store), manifest_id)
 
 
 def _has_manifest(upload: IO[bytes], fmt: str) -> bool:
@@ -221,17 +220,6 @@ def _has_manifest(upload: IO[bytes], fmt: str) -> bool:
         return False
     finally:
         upload.seek(0)
-
-
-def _active_id(store: bytes, upload: IO[bytes], fmt: str) -> str | None:
-    import c2pa  # noqa: PLC0415
-
-    try:
-        upload.seek(0)
-        reader = c2pa.Reader(fmt, upload, manifest_data=store)
-        return str(json.loads(reader.json()).get("active_manifest"))
-    except Exception:
-        return None
 
 
 def verify_receipt(

@@ -33,7 +33,7 @@ from skyra_stream.messages import (
     Verdict,
     WorkerInfo,
 )
-from skyra_stream.model.engine import DEADLINE, LENGTH, EngineConfig, EngineResult
+from skyra_stream.model.engine import CUTS, DEADLINE, LENGTH, EngineConfig, EngineResult
 from skyra_stream.model.prompt import model_frame_size
 from skyra_stream.model.response import parse_response
 
@@ -171,10 +171,9 @@ def unparseable_reason(status: str, results: Sequence[EngineResult]) -> Unparsea
     if status != "unparseable":
         return None
     reasons = {r.finish_reason for r in results}
-    if DEADLINE in reasons:
-        return "deadline"
-    if LENGTH in reasons:
-        return "token_cap"
+    for finish in (DEADLINE, LENGTH):  # the deadline first: it ended the slowest window
+        if finish in reasons:
+            return CUTS[finish]
     return "no_answer"
 
 

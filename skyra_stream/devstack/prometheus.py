@@ -103,21 +103,12 @@ class PrometheusServer:
         data: list[dict[str, Any]] = self._get("/api/v1/alerts")["alerts"]
         return data
 
-    def firing(self, name: str) -> bool:
-        return any(
-            a["labels"].get("alertname") == name and a["state"] == "firing" for a in self.alerts()
-        )
-
     def query(self, expr: str) -> list[dict[str, Any]]:
         data: list[dict[str, Any]] = self._get("/api/v1/query", query=expr)["result"]
         return data
 
     def rule_count(self) -> int:
         return sum(len(g["rules"]) for g in self._get("/api/v1/rules")["groups"])
-
-    def targets_up(self) -> dict[str, bool]:
-        active = self._get("/api/v1/targets")["activeTargets"]
-        return {t["scrapeUrl"]: t["health"] == "up" for t in active}
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -21,6 +21,7 @@ from skyra_stream.errors import EngineDeadError, EngineRequestError
 from skyra_stream.model.grammar import ANSWER_TOKEN_CAP, MAX_TEXT_CHARS
 
 __all__ = [
+    "CUTS",
     "DEADLINE",
     "FAKE_MODEL_NAME",
     "LENGTH",
@@ -85,9 +86,11 @@ class EngineRequest:
     priority: int = 0
 
 
-# Why an answer ended without closing: `finish_reason` values that mean "cut, not finished".
+# Why an answer ended without closing: `finish_reason` values that mean "cut, not finished",
+# and the name verdicts and metrics give each cut.
 LENGTH = "length"  # vLLM's own: max_tokens reached
 DEADLINE = "deadline"  # ours: EngineConfig.deadline_s passed inside the engine
+CUTS: dict[str, Literal["deadline", "token_cap"]] = {DEADLINE: "deadline", LENGTH: "token_cap"}
 
 
 @dataclass(frozen=True, slots=True)

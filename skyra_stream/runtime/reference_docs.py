@@ -2,7 +2,7 @@
 every `SKYRA_*` setting from the Settings model (its type, default and description, grouped as
 settings.py groups them), every message schema, and the HTTP API from the committed OpenAPI.
 
-`skyra-stream docs --write` writes them under docs/reference/; `--check` (in `make docs`, hence
+`skyra-stream docs` writes them under docs/reference/; `--check` (in `make docs`, hence
 in CI) fails when a committed page differs from a fresh one, and tests/test_docs.py fails when a
 setting has no description.
 """
@@ -201,20 +201,3 @@ def reference_pages() -> dict[Path, str]:
         REFERENCE / "schemas.md": schemas_page() + "\n",
         REFERENCE / "http-api.md": http_api_page() + "\n",
     }
-
-
-def stale_pages() -> list[Path]:
-    return [
-        path
-        for path, text in reference_pages().items()
-        if not path.is_file() or path.read_text(encoding="utf-8") != text
-    ]
-
-
-def write_pages() -> list[Path]:
-    written = []
-    for path, text in reference_pages().items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-        written.append(path)
-    return written
